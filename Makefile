@@ -1,0 +1,46 @@
+# Everyday commands. `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint format typecheck browser bench eval clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+run: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python app.py
+
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
+
+lint: setup
+	$(BIN)/ruff check assistant tests benchmarks app.py
+	$(BIN)/ruff format --check assistant tests benchmarks app.py
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix assistant tests benchmarks app.py
+	$(BIN)/ruff format assistant tests benchmarks app.py
+
+test: setup browser lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run.py --quick
+
+eval: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m assistant eval
+
+clean:
+	rm -rf index .pytest_cache .mypy_cache .ruff_cache artifacts

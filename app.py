@@ -1,0 +1,383 @@
+"""The web app: ``python app.py`` serves a Gradio chat over :meth:`assistant.Assistant.ask`.
+
+This file only adapts the assistant to Gradio: per-session state, streaming, feedback,
+exports and the ``/ask`` and ``/search`` API endpoints. Rendering lives in
+:mod:`assistant.webui`, ratings in :mod:`assistant.feedback`; answers come from the assistant.
+
+Environment: ``LBP_HOST`` (default ``127.0.0.1``), ``LBP_PORT`` (default ``7860``),
+``LBP_USERNAME`` and ``LBP_PASSWORD`` (both set: a login page), ``LBP_FEEDBACK_DB`` (default
+``feedback/feedback.sqlite3``), plus the ``LBP_INDEX`` / ``LBP_CORPUS`` of the assistant.
+Analytics are off, nothing is shared, and the page loads no fonts or scripts from elsewhere.
+"""
+
+import os
+
+# Before gradio is imported: its import and launch read these.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from assistant import webui
+from assistant.feedback import Feedback, FeedbackStore, default_feedback_path
+
+log = logging.getLogger("lbp.app")
+
+MODES = ("clinician", "patient")
+CONCURRENCY = 4  # questions answered at once; more wait in Gradio's queue
+STREAM_PAUSE = 0.04  # seconds between streamed sentences
+SYSTEM_FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
+THEME = gr.themes.Default(primary_hue="blue", font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+
+CLINICIAN_EXAMPLES = [
+    "Is exercise therapy effective for chronic low back pain?",
+    "Should people with acute low back pain stay active or rest in bed?",
+    "How does motor control exercise compare with other exercise?",
+    "Does exercise prevent recurrences of low back pain?",
+    "What do animal studies show about exercise and intervertebral discs?",
+]
+PATIENT_EXAMPLES = [
+    "What exercises can help my back pain?",
+    "Should I rest in bed when my back hurts?",
+    "Is yoga good for back pain?",
+    "Will exercise stop my back pain coming back?",
+]
+THINKING = '<p class="lbp-notice">Searching the evidence…</p>'
+
+_assistant: Any = None
+_assistant_lock = threading.Lock()
+feedback_store = FeedbackStore(default_feedback_path())
+
+
+def get_assistant() -> Any:
+    """The one :class:`~assistant.Assistant` of this process, loaded on first use."""
+    global _assistant
+    with _assistant_lock:
+        if _assistant is None:
+            from assistant import Assistant
+
+            _assistant = Assistant.load()
+        return _assistant
+
+
+def _mode(mode: str) -> str:
+    mode = (mode or "clinician").strip().lower()
+    if mode not in MODES:
+        raise gr.Error(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+# --------------------------------------------------------------------------- chat
+
+
+def respond(
+    message: str,
+    conversation: list[dict[str, Any]],
+    mode: str,
+    human_only: bool,
+    designs: list[str],
+    phases: list[str],
+    request: gr.Request,
+) -> Iterator[tuple[Any, ...]]:
+    """Answer ``message`` in this session's conversation, streaming the answer sentence by sentence.
+
+    Yields values for: chatbot, conversation state, sources panel, question box,
+    copy text, Markdown export.
+    """
+    question = (message or "").strip()
+    skip = gr.skip()
+    if not question:
+        yield skip, skip, skip, "", skip, skip
+        return
+    mode = _mode(mode)
+    shown = webui.chat_messages(conversation)
+    shown.append({"role": "user", "content": webui.render_user(question)})
+    yield [*shown, {"role": "assistant", "content": THINKING}], skip, skip, "", skip, skip
+
+    filters = webui.filters_from_ui(human_only, designs, phases)
+    try:
+        answer = get_assistant().ask(
+            question, history=webui.history_for_ask(conversation), mode=mode, filters=filters or None
+        )
+    except Exception as exc:  # shown to the user; the traceback goes to the log
+        log.exception("ask failed for session %s", getattr(request, "session_hash", "?"))
+        raise gr.Error(f"Sorry, the question could not be answered: {exc}") from exc
+    data = answer.to_dict()
+    turn = {"question": question, "mode": mode, "filters": filters, "answer": data}
+    updated = [*conversation, turn]
+    number = len(updated)
+    sources = webui.render_sources(updated)
+    for prefix in webui.stream_prefixes(data["answer"]):
+        yield (
+            [*shown, {"role": "assistant", "content": webui.render_answer(data, number, prefix)}],
+            skip,
+            sources,
+            skip,
+            skip,
+            skip,
+        )
+        time.sleep(STREAM_PAUSE)
+    yield (
+        webui.chat_messages(updated),
+        updated,
+        sources,
+        skip,
+        webui.answer_with_references(data),
+        webui.conversation_markdown(updated),
+    )
+
+
+def new_conversation() -> tuple[Any, ...]:
+    """Empty chat, state, sources, exports; hide the comment box."""
+    return [], [], webui.render_sources([]), "", "", gr.update(visible=False), None
+
+
+def switch_mode(mode: str) -> tuple[Any, Any]:
+    """Show the example questions of the chosen audience."""
+    return gr.update(visible=mode != "patient"), gr.update(visible=mode == "patient")
+
+
+# --------------------------------------------------------------------------- feedback
+
+
+def _record(conversation: list[dict[str, Any]], number: int, rating: int, comment: str, session: str) -> None:
+    turn = conversation[number - 1]
+    feedback_store.add(
+        Feedback(
+            session_id=session,
+            turn=number,
+            question=turn["question"],
+            answer=turn["answer"]["answer"],
+            mode=turn["mode"],
+            rating=rating,
+            comment=comment,
+            citations=turn["answer"]["citations"],
+            filters=turn["filters"],
+        )
+    )
+
+
+def on_like(conversation: list[dict[str, Any]], data: gr.LikeData, request: gr.Request) -> tuple[Any, ...]:
+    """Store a thumbs up/down at once, then offer a comment box for it."""
+    index = data.index if isinstance(data.index, int) else data.index[0]
+    number = index // 2 + 1
+    if index % 2 == 0 or not 1 <= number <= len(conversation) or data.liked not in (True, False):
+        return gr.update(visible=False), gr.skip(), None, gr.skip()
+    rating = 1 if data.liked else -1
+    _record(conversation, number, rating, "", request.session_hash or "")
+    word = "helpful" if rating > 0 else "not helpful"
+    prompt = f"Thanks: answer {number} marked **{word}**. Anything to add? (optional)"
+    return gr.update(visible=True), "", {"turn": number, "rating": rating}, prompt
+
+
+def on_comment(
+    comment: str, pending: dict[str, Any] | None, conversation: list[dict[str, Any]], request: gr.Request
+) -> tuple[Any, ...]:
+    """Store the comment with the rating it belongs to (a new row)."""
+    text = (comment or "").strip()
+    if pending and text and pending["turn"] <= len(conversation):
+        _record(conversation, pending["turn"], pending["rating"], text, request.session_hash or "")
+        gr.Info("Thank you, your comment was saved.")
+    return gr.update(visible=False), "", None
+
+
+# --------------------------------------------------------------------------- API
+
+
+def ask(
+    question: str,
+    mode: str = "clinician",
+    history: list[dict[str, str]] | None = None,
+    filters: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """Answer a question about exercise therapy for low back pain, with numbered citations.
+
+    Args:
+        question: the question.
+        mode: "clinician" or "patient" (plain language).
+        history: earlier messages, [{"role": "user"|"assistant", "content": str}, ...], for follow-ups.
+        filters: passage metadata filters, e.g.
+            {"species": ["human"], "design_group": ["review"], "lbp_phase": ["chronic"]}.
+
+    Returns:
+        {"answer", "citations", "abstained", "red_flag", "mode", "query", "notices", ...}; each [n] in
+        "answer" is the citation whose "n" is n.
+    """
+    if not (question or "").strip():
+        raise gr.Error("question is empty")
+    answer = get_assistant().ask(question.strip(), history=history or None, mode=_mode(mode), filters=filters or None)
+    result: dict[str, Any] = answer.to_dict()
+    return result
+
+
+def search(
+    text: str, k: int = 10, retriever: str = "hybrid", filters: dict[str, list[str]] | None = None
+) -> list[dict[str, Any]]:
+    """Search the evidence passages (no answer composed).
+
+    Args:
+        text: the query.
+        k: how many passages (1-50).
+        retriever: "hybrid", "dense" or "bm25".
+        filters: passage metadata filters, as for /ask.
+
+    Returns:
+        Hits best first: {"rank", "doc_id", "passage_id", "score", "retriever", "components", "text", "metadata"}.
+    """
+    if not (text or "").strip():
+        raise gr.Error("text is empty")
+    if retriever not in ("hybrid", "dense", "bm25"):
+        raise gr.Error(f"retriever must be hybrid, dense or bm25, not {retriever!r}")
+    hits = get_assistant().search(text.strip(), k=max(1, min(int(k), 50)), retriever=retriever, filters=filters or None)
+    return [h.to_dict() for h in hits]
+
+
+# --------------------------------------------------------------------------- page
+
+with gr.Blocks(title=webui.APP_TITLE, analytics_enabled=False) as demo:
+    gr.Markdown(f"# {webui.APP_TITLE}\n{webui.DISCLAIMER}", elem_id="lbp-title")
+    conversation = gr.State([])
+    pending_feedback = gr.State(None)
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=3, min_width=320):
+            with gr.Row(equal_height=True):
+                mode = gr.Radio(
+                    [("Clinician", "clinician"), ("Patient", "patient")],
+                    value="clinician",
+                    label="Answer for",
+                    info="Patient answers use plain language.",
+                    elem_id="lbp-mode",
+                    scale=1,
+                    min_width=220,
+                )
+                with gr.Accordion("Filters", open=False, elem_id="lbp-filters"), gr.Column(min_width=220):
+                    human_only = gr.Checkbox(False, label="Human studies only", elem_id="lbp-human-only")
+                    designs = gr.CheckboxGroup(
+                        list(webui.DESIGN_CHOICES), label="Study types", info="None ticked: all.", elem_id="lbp-designs"
+                    )
+                    phases = gr.CheckboxGroup(
+                        list(webui.PHASE_CHOICES),
+                        label="Pain duration",
+                        info="None ticked: all. Studies of mixed groups are kept.",
+                        elem_id="lbp-phases",
+                    )
+            chatbot = gr.Chatbot(
+                label="Conversation",
+                elem_id="lbp-chat",
+                height=520,
+                render_markdown=False,
+                sanitize_html=True,
+                buttons=[],
+                feedback_options=("Like", "Dislike"),
+                placeholder="Ask a question below, or pick an example.",
+            )
+            with gr.Row():
+                question = gr.Textbox(
+                    label="Your question",
+                    show_label=False,
+                    placeholder="Ask about exercise for low back pain, then press Enter",
+                    lines=1,
+                    max_lines=6,
+                    scale=5,
+                    autofocus=True,
+                    elem_id="lbp-question",
+                )
+                ask_btn = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="lbp-ask")
+            with gr.Group(visible=False, elem_id="lbp-feedback") as feedback_box:
+                feedback_prompt = gr.Markdown("Anything to add? (optional)")
+                comment = gr.Textbox(
+                    label="Comment", placeholder="What was good or wrong?", lines=2, elem_id="lbp-comment"
+                )
+                comment_btn = gr.Button("Send comment", size="sm", elem_id="lbp-send-comment")
+            with gr.Row():
+                copy_btn = gr.Button("Copy answer with references", size="sm", elem_id="lbp-copy")
+                export_btn = gr.Button("Export conversation (Markdown)", size="sm", elem_id="lbp-export")
+                clear_btn = gr.Button("New conversation", size="sm", elem_id="lbp-clear")
+            copy_text = gr.Textbox(label="Answer with references", visible=False, elem_id="lbp-copy-text")
+            export_md = gr.Textbox(label="Conversation as Markdown", visible=False, elem_id="lbp-export-md")
+            with gr.Column(visible=True) as clinician_examples:
+                gr.Examples(CLINICIAN_EXAMPLES, inputs=[question], label="Example questions for clinicians")
+            with gr.Column(visible=False) as patient_examples:
+                gr.Examples(PATIENT_EXAMPLES, inputs=[question], label="Example questions for patients")
+        with gr.Column(scale=2, min_width=300):
+            sources = gr.HTML(webui.render_sources([]), label="Sources", elem_id="lbp-sources", js_on_load=None)
+
+    chat_inputs = [question, conversation, mode, human_only, designs, phases]
+    chat_outputs = [chatbot, conversation, sources, question, copy_text, export_md]
+    question.submit(respond, chat_inputs, chat_outputs, api_name="chat", concurrency_id="answer")
+    ask_btn.click(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="answer")
+    mode.change(switch_mode, mode, [clinician_examples, patient_examples], api_visibility="private", queue=False)
+    clear_btn.click(
+        new_conversation,
+        None,
+        [chatbot, conversation, sources, copy_text, export_md, feedback_box, pending_feedback],
+        api_visibility="private",
+        queue=False,
+    )
+    chatbot.clear(
+        new_conversation,
+        None,
+        [chatbot, conversation, sources, copy_text, export_md, feedback_box, pending_feedback],
+        api_visibility="private",
+        queue=False,
+    )
+    chatbot.like(
+        on_like, [conversation], [feedback_box, comment, pending_feedback, feedback_prompt], api_visibility="private"
+    )
+    comment_btn.click(
+        on_comment,
+        [comment, pending_feedback, conversation],
+        [feedback_box, comment, pending_feedback],
+        api_visibility="private",
+    )
+    comment.submit(
+        on_comment,
+        [comment, pending_feedback, conversation],
+        [feedback_box, comment, pending_feedback],
+        api_visibility="private",
+    )
+    copy_btn.click(None, copy_text, None, js=webui.COPY_JS, api_visibility="private")
+    export_btn.click(None, export_md, None, js=webui.DOWNLOAD_JS, api_visibility="private")
+    gr.api(ask, api_name="ask", concurrency_id="answer")
+    gr.api(search, api_name="search", concurrency_limit=2 * CONCURRENCY)
+
+demo.queue(default_concurrency_limit=CONCURRENCY)
+
+LAUNCH_OPTIONS: dict[str, Any] = {
+    "share": False,
+    "theme": THEME,
+    "css": webui.CSS,
+    "head": webui.HEAD,
+    "footer_links": ["api", "settings"],
+    "enable_monitoring": False,
+    "run_history": False,
+    "mcp_server": False,
+    "pwa": False,
+    "ssr_mode": False,
+}
+
+
+def main() -> int:
+    """Load the assistant (building the index if needed), then serve until interrupted."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = os.environ.get("LBP_HOST", "127.0.0.1")
+    port = int(os.environ.get("LBP_PORT", "7860"))
+    user, password = os.environ.get("LBP_USERNAME"), os.environ.get("LBP_PASSWORD")
+    if bool(user) != bool(password):
+        print("error: set both LBP_USERNAME and LBP_PASSWORD, or neither", file=sys.stderr)
+        return 2
+    get_assistant()
+    demo.launch(server_name=host, server_port=port, auth=(user, password) if user else None, **LAUNCH_OPTIONS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

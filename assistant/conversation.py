@@ -1,0 +1,263 @@
+"""Conversation history and follow-up rewriting.
+
+A follow-up such as "And Pilates?" after "Is yoga effective for chronic back pain?" is
+rewritten into the standalone query "Is Pilates effective for chronic back pain?" before
+retrieval: the phrase of the previous question closest in meaning to the follow-up's new
+phrase (by the embedding model) is replaced by it. A follow-up that refers back with a
+pronoun ("Does it help for acute pain?") gets the previous question's topic words added.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from assistant.types import Turn
+
+MAX_HISTORY_TURNS = 50
+
+# Openers that make a message elliptical ("And Pilates?", "What about walking?").
+_FOLLOW_UP_OPENERS = re.compile(
+    r"^(?:and|or|but|also|so|then|ok(?:ay)?|what about|how about|what of|and what about|and how about|"
+    r"same (?:question )?for|what if it'?s|is it the same for|does the same (?:go|hold) for)\b[\s,]*",
+    re.IGNORECASE,
+)
+_TRAILING_FILLER = re.compile(r"\s*(?:then|instead|too|as well|though)?\s*[?.!]*\s*$", re.IGNORECASE)
+_PRONOUNS = re.compile(r"\b(?:it|its|that|this|these|those|they|them|there|one)\b", re.IGNORECASE)
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "have",
+        "has",
+        "had",
+        "of",
+        "for",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "with",
+        "about",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "so",
+        "than",
+        "as",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "they",
+        "them",
+        "there",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "he",
+        "she",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "how",
+        "why",
+        "when",
+        "where",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "not",
+        "no",
+        "yes",
+        "any",
+        "some",
+        "more",
+        "most",
+        "much",
+        "many",
+        "very",
+        "just",
+        "also",
+        "too",
+        "into",
+        "from",
+        "up",
+        "down",
+        "out",
+        "over",
+        "under",
+        "again",
+        "further",
+        "once",
+        "here",
+        "all",
+        "both",
+        "each",
+        "few",
+        "other",
+        "such",
+        "own",
+        "same",
+        "only",
+        "am",
+    ]
+)
+_QUESTION_WORDS = re.compile(
+    r"^(?:is|are|does|do|did|can|could|should|would|will|what|which|how|why|when|who)\b", re.IGNORECASE
+)
+
+
+def normalize_history(history: Any) -> list[Turn]:
+    """Validate a chat history into :class:`Turn` objects.
+
+    Accepts ``[{"role": "user"|"assistant", "content": str}, ...]`` as Gradio and OpenAI
+    use it; Gradio's multimodal content (a list of ``{"type": "text", "text": ...}`` parts)
+    is joined to text, other parts are ignored; ``system`` messages are skipped.
+
+    Raises:
+        ValueError: naming the first malformed message.
+    """
+    if history is None:
+        return []
+    if not isinstance(history, (list, tuple)):
+        raise ValueError(f"history must be a list of {{'role', 'content'}} messages, got {type(history).__name__}")
+    turns: list[Turn] = []
+    for i, msg in enumerate(history):
+        if not isinstance(msg, Mapping) or "role" not in msg or "content" not in msg:
+            raise ValueError(f"history message {i} must be an object with 'role' and 'content'")
+        role = msg["role"]
+        if role == "system":
+            continue
+        if role not in ("user", "assistant"):
+            raise ValueError(f"history message {i} has role {role!r}; expected 'user' or 'assistant'")
+        content = msg["content"]
+        if isinstance(content, (list, tuple)):
+            content = " ".join(
+                str(part.get("text", ""))
+                for part in content
+                if isinstance(part, Mapping) and part.get("type", "text") == "text"
+            )
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise ValueError(f"history message {i} has non-text content of type {type(content).__name__}")
+        turns.append(Turn(role, content))
+    return turns[-MAX_HISTORY_TURNS:]
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words of ``text`` that are not stop words."""
+    return [w for w in re.findall(r"[a-z0-9][a-z0-9'-]*", text.lower()) if w not in _STOPWORDS]
+
+
+def is_follow_up(message: str) -> bool:
+    """Whether ``message`` only makes sense with the previous question."""
+    text = message.strip()
+    if _FOLLOW_UP_OPENERS.match(text):
+        return True
+    words = content_words(text)
+    if len(words) <= 2 and not _QUESTION_WORDS.match(text):
+        return True  # "Pilates?", "for acute pain?"
+    return bool(_PRONOUNS.search(text)) and len(words) <= 5
+
+
+def _strip_follow_up(message: str) -> str:
+    text = _FOLLOW_UP_OPENERS.sub("", message.strip())
+    text = _TRAILING_FILLER.sub("", text)
+    return text.strip(" ,;:")
+
+
+def _spans(words: Sequence[str], max_len: int = 4) -> list[tuple[int, int]]:
+    """Word spans (start, end) of up to ``max_len`` words not starting or ending on a stop word."""
+    out = []
+    for i in range(len(words)):
+        for j in range(i + 1, min(len(words), i + max_len) + 1):
+            first, last = words[i].lower().strip(",.?!"), words[j - 1].lower().strip(",.?!")
+            if first in _STOPWORDS or last in _STOPWORDS:
+                continue
+            out.append((i, j))
+    return out
+
+
+Encode = Callable[[Sequence[str]], np.ndarray]
+
+
+def rewrite_follow_up(message: str, previous_query: str, encode: Encode) -> str:
+    """A standalone query for ``message`` given the previous (standalone) query.
+
+    Args:
+        message: the new user message.
+        previous_query: the standalone form of the previous user question.
+        encode: normalized embeddings of a list of texts (the query encoder).
+
+    Returns:
+        ``message`` itself when it stands alone; else the previous query with its phrase
+        closest to the new phrase replaced (elliptical follow-ups), or the message with the
+        previous topic words appended (pronoun follow-ups).
+    """
+    if not previous_query.strip() or not is_follow_up(message):
+        return message
+    new_phrase = _strip_follow_up(message)
+    if not content_words(new_phrase):
+        return previous_query
+    words = previous_query.split()
+    has_pronoun = bool(_PRONOUNS.search(new_phrase))
+    if not has_pronoun:
+        spans = _spans(words)
+        if spans:
+            # Prefer phrases that share the new phrase's role: compare embeddings.
+            texts = [new_phrase] + [" ".join(words[i:j]).strip(",.?!") for i, j in spans]
+            vectors = encode(texts)
+            sims = vectors[1:] @ vectors[0]
+            best = int(np.argmax(sims))
+            if sims[best] >= 0.25:
+                i, j = spans[best]
+                tail = words[j - 1][len(words[j - 1].rstrip(",.?!")) :]
+                head = " ".join(words[:i])
+                rest = " ".join(words[j:])
+                return " ".join(x for x in (head, new_phrase + tail, rest) if x)
+        return f"{new_phrase} {' '.join(content_words(previous_query))}"
+    topic = [w for w in content_words(previous_query) if w not in content_words(new_phrase)]
+    stripped = _PRONOUNS.sub(" ", new_phrase)
+    return " ".join(f"{stripped} {' '.join(topic)}".split())
+
+
+def standalone_query(message: str, history: Sequence[Turn], encode: Encode) -> str:
+    """Rewrite ``message`` against the user turns of ``history`` (each rewritten in turn)."""
+    previous = ""
+    for turn in history:
+        if turn.role == "user" and turn.content.strip():
+            previous = rewrite_follow_up(turn.content, previous, encode)
+    return rewrite_follow_up(message, previous, encode)

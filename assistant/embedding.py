@@ -1,0 +1,177 @@
+"""Encoders: passages at build time (sentence-transformers), queries at run time.
+
+Importing sentence-transformers costs seconds (torch), so this module imports it only when
+a passage encoder is first used. Queries go through :class:`assistant.fast_encoder.NumpyEncoder`
+when the model allows it (same weights, numpy forward pass, no torch), else through
+sentence-transformers. Both return L2-normalized float32 vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from assistant.config import Settings
+
+
+class Encoder(Protocol):
+    """What retrieval needs from an encoder."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
+
+
+def _offline_env() -> None:
+    # Never reach for a hub at run time; users with a hub can set HF_HUB_OFFLINE=0.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class ModelTokenizer:
+    """The embedding model's own tokenizer, for counting tokens while chunking."""
+
+    def __init__(self, model_path: str) -> None:
+        path = Path(model_path)
+        self.max_seq_length = 512
+        self._hf: Any = None
+        self._fast: Any = None
+        if (path / "sentence_bert_config.json").is_file():
+            cfg = json.loads((path / "sentence_bert_config.json").read_text())
+            self.max_seq_length = int(cfg.get("max_seq_length") or 512)
+        if (path / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+            tok.no_padding()
+            tok.no_truncation()
+            self._fast = tok
+        else:  # a hub name or a model without tokenizer.json
+            _offline_env()
+            from transformers import AutoTokenizer
+
+            self._hf = AutoTokenizer.from_pretrained(model_path)
+            self.max_seq_length = min(self.max_seq_length, int(getattr(self._hf, "model_max_length", 512)))
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` without special tokens and without truncation."""
+        if self._fast is not None:
+            return len(self._fast.encode(text, add_special_tokens=False).ids)
+        return len(self._hf.encode(text, add_special_tokens=False))
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        if self._fast is not None:
+            return [len(e.ids) for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
+        return [self.count(t) for t in texts]
+
+
+@lru_cache(maxsize=4)
+def model_tokenizer(model_path: str) -> ModelTokenizer:
+    return ModelTokenizer(model_path)
+
+
+@lru_cache(maxsize=2)
+def tiktoken_counter(encoding: str) -> Any:
+    """A function counting tokens with the named tiktoken encoding."""
+    import tiktoken
+
+    enc = tiktoken.get_encoding(encoding)
+    return lambda text: len(enc.encode(text, disallowed_special=()))
+
+
+class SentenceTransformerEncoder:
+    """sentence-transformers encoder (torch); loaded on first use."""
+
+    def __init__(self, model_path: str, device: str = "cpu") -> None:
+        self.model_path = model_path
+        self.device = device
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                _offline_env()
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(self.model_path, device=self.device)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def load_query_encoder(settings: Settings) -> Encoder:
+    """The fastest encoder that gives the same vectors as the passage encoder.
+
+    ``settings.query_encoder``: ``numpy`` (fail if the model is unsupported), ``torch``,
+    or ``auto`` (numpy when supported, else torch).
+    """
+    if settings.query_encoder in ("numpy", "auto"):
+        try:
+            from assistant.fast_encoder import NumpyEncoder, UnsupportedModelError
+        except ImportError:  # pragma: no cover - the module ships with the package
+            if settings.query_encoder == "numpy":
+                raise
+        else:
+            try:
+                return NumpyEncoder.from_model_dir(settings.model_path)
+            except (UnsupportedModelError, FileNotFoundError, OSError):
+                if settings.query_encoder == "numpy":
+                    raise
+    return SentenceTransformerEncoder(settings.model_path)
+
+
+class CachedQueryEncoder:
+    """Wraps an encoder with a thread-safe LRU cache of single-query embeddings."""
+
+    def __init__(self, encoder: Encoder, size: int = 2048) -> None:
+        self.encoder = encoder
+        self.size = size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One normalized query vector of shape (dim,)."""
+        key = " ".join(text.split())
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        vec = self.encoder.encode([key])[0]
+        vec.setflags(write=False)
+        with self._lock:
+            self._cache[key] = vec
+            if len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return vec
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return self.encoder.encode(texts, batch_size=batch_size)

@@ -1,0 +1,782 @@
+"""Read reference files people already have into :class:`Record` and :class:`Document`.
+
+Formats, told apart by content rather than file name (:func:`detect_format`):
+
+- ``pubmed-xml``: E-utilities efetch output (``<PubmedArticleSet>``), read with
+  :func:`Bio.Entrez.read`. The DOCTYPE is pointed at a DTD that Biopython ships, so the
+  parser never tries to download one.
+- ``medline``: MEDLINE / PubMed ``.nbib`` text, read with :mod:`Bio.Medline`.
+- ``ris``: RIS, read with :mod:`rispy`.
+- ``bibtex``: BibTeX, read with :mod:`bibtexparser` 2.x (LaTeX decoded, names split).
+- ``beir``: a BEIR ``corpus.jsonl`` (``{"_id", "title", "text", "metadata"?}`` a line).
+- ``reprint``: an UpToDate-style topic reprint, text followed by a numbered reference list.
+
+Every parser works record by record: a malformed record becomes a
+:class:`~assistant.errors.FormatError` naming the file, the line and the record, and the
+records around it are still read. Records without an abstract are kept as citations.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from assistant.corpus import DESIGN_GROUPS, Topic, evidence_level
+from assistant.errors import FormatError
+from assistant.types import Document, Section
+
+__all__ = [
+    "FORMATS",
+    "ParsedFile",
+    "Record",
+    "TopicRecord",
+    "detect_format",
+    "format_citation",
+    "parse_file",
+    "parse_text",
+    "record_to_document",
+    "species_from_mesh",
+    "study_type_from",
+]
+
+FORMATS = ("pubmed-xml", "medline", "ris", "bibtex", "beir", "reprint")
+PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
+DOI_URL = "https://doi.org/{doi}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One bibliographic record as read from a file, before it gets a reference number.
+
+    Attributes:
+        title: article title (no trailing period).
+        abstract: abstract text, ``""`` when the source has none.
+        authors: ``"Surname Initials"`` strings in order.
+        journal, year, volume, issue, pages: where it was published.
+        pmid, doi: identifiers (DOI without ``https://doi.org/``), None when absent.
+        publication_types: PubMed publication types (e.g. ``Randomized Controlled Trial``).
+        mesh: MeSH descriptor names, without qualifiers or ``*``.
+        source: ``"<path> (<format>)"``.
+        where: line and record number in the file, for messages.
+        citation: the citation as printed in the source, if it had one.
+    """
+
+    title: str
+    abstract: str = ""
+    authors: tuple[str, ...] = ()
+    journal: str = ""
+    year: int | None = None
+    volume: str = ""
+    issue: str = ""
+    pages: str = ""
+    pmid: str | None = None
+    doi: str | None = None
+    publication_types: tuple[str, ...] = ()
+    mesh: tuple[str, ...] = ()
+    source: str = ""
+    where: str = ""
+    citation: str = ""
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """A topic reprint: the parsed topic and its reference list as records.
+
+    Attributes:
+        topic: the reprint as :func:`assistant.corpus.parse_topic_reprint` reads it; its
+            ``[n]`` markers refer to ``references[n - 1]``.
+        references: the numbered reference list, in order, as citation-only records.
+    """
+
+    topic: Topic
+    references: tuple[Record, ...]
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """What one file yielded: good records, topics, and one error per bad record."""
+
+    path: str
+    format: str
+    records: tuple[Record, ...] = ()
+    topics: tuple[TopicRecord, ...] = ()
+    errors: tuple[FormatError, ...] = field(default_factory=tuple)
+
+
+# --------------------------------------------------------------------------- detection
+
+_MEDLINE_TAG = re.compile(r"^[A-Z][A-Z0-9]{1,3} {0,2}- ", re.MULTILINE)
+_REPRINT_MARKERS = re.compile(r"uptodate|literature review current through|this topic last updated", re.IGNORECASE)
+_REF_LINE = re.compile(r"^\s*(\d+)\.\s+(\S.*)$")
+
+
+def detect_format(text: str, path: str | Path = "<text>") -> str:
+    """Tell which of :data:`FORMATS` ``text`` is written in, from its content.
+
+    Raises:
+        FormatError: when the text matches none of them.
+    """
+    head = text.lstrip("\ufeff \t\r\n")
+    if head.startswith("<"):
+        if "<PubmedArticleSet" in head[:5000] or "<PubmedArticle>" in head[:5000]:
+            return "pubmed-xml"
+        raise FormatError(path, 1, "XML, but not a PubMed <PubmedArticleSet> (efetch output)")
+    if head.startswith("{"):
+        return "beir"
+    if re.match(r"@\s*[A-Za-z]+\s*[{(]", head) or re.search(r"^@[A-Za-z]+\s*\{", head, re.M):
+        return "bibtex"
+    if re.search(r"^TY  - ", head, re.MULTILINE):
+        return "ris"
+    if re.search(r"^(PMID|TI  )- ", head, re.MULTILINE) and _MEDLINE_TAG.match(head):
+        return "medline"
+    if _REPRINT_MARKERS.search(head) and any(_REF_LINE.match(x) for x in head.splitlines()):
+        return "reprint"
+    raise FormatError(
+        path,
+        None,
+        "cannot tell the format; expected PubMed XML, MEDLINE/.nbib, RIS, BibTeX, "
+        "BEIR corpus.jsonl or an UpToDate-style topic reprint",
+    )
+
+
+def parse_file(path: str | Path, fmt: str | None = None) -> ParsedFile:
+    """Read ``path`` (UTF-8) and parse it, detecting the format unless ``fmt`` is given.
+
+    Raises:
+        FormatError: if the file cannot be read or its format cannot be told. Errors in
+            single records do not raise; they are listed in ``ParsedFile.errors``.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(path, None, f"cannot read the file: {exc}") from exc
+    return parse_text(text, fmt or detect_format(text, path), path)
+
+
+def parse_text(text: str, fmt: str, path: str | Path = "<text>") -> ParsedFile:
+    """Parse ``text`` written in ``fmt`` (one of :data:`FORMATS`)."""
+    parsers: dict[str, Callable[[str, str], tuple[list[Any], list[FormatError]]]] = {
+        "pubmed-xml": _parse_pubmed_xml,
+        "medline": _parse_medline,
+        "ris": _parse_ris,
+        "bibtex": _parse_bibtex,
+        "beir": _parse_beir,
+        "reprint": _parse_reprint,
+    }
+    if fmt not in parsers:
+        raise FormatError(path, None, f"unknown format {fmt!r}; expected one of {FORMATS}")
+    items, errors = parsers[fmt](text.lstrip("\ufeff"), str(path))
+    source = f"{path} ({fmt})"
+    records = tuple(replace(r, source=source) for r in items if isinstance(r, Record))
+    topics = tuple(
+        replace(t, references=tuple(replace(r, source=source) for r in t.references))
+        for t in items
+        if isinstance(t, TopicRecord)
+    )
+    return ParsedFile(str(path), fmt, records, topics, tuple(errors))
+
+
+# --------------------------------------------------------------------------- field helpers
+
+
+def _clean(text: Any) -> str:
+    """Whitespace-collapsed text with inline markup (``<i>``, ``<sup>``...) removed."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^<>]+>", "", str(text or ""))).strip()
+
+
+def _clean_title(title: Any) -> str:
+    """A title without the trailing period PubMed adds or the [brackets] of translations."""
+    t = _clean(title)
+    if t.startswith("[") and t.rstrip(".").endswith("]"):
+        t = t.rstrip(".")[1:-1]
+    return t[:-1].rstrip() if t.endswith(".") else t
+
+
+def _clean_doi(value: Any) -> str | None:
+    """A bare DOI (``10.x/...``) from a DOI, ``doi:`` string or doi.org URL; None if absent."""
+    m = re.search(r"10\.\d{4,9}/\S+", str(value or ""))
+    return m.group(0).rstrip(".,;") if m else None
+
+
+def _clean_pmid(value: Any) -> str | None:
+    text = str(value or "").strip()
+    return text if text.isdigit() else None
+
+
+def _year(value: Any) -> int | None:
+    m = re.search(r"\b(1[89]\d\d|20\d\d)\b", str(value or ""))
+    return int(m.group(1)) if m else None
+
+
+def _initials(given: str) -> str:
+    """``"Jane A."`` -> ``"JA"``, ``"Jean-Luc"`` -> ``"JL"``."""
+    return "".join(p[0].upper() for p in re.split(r"[\s.\-]+", given) if p and p[0].isalpha())
+
+
+def _author(surname: str, given: str = "") -> str:
+    """``"Surname Initials"`` (PubMed style)."""
+    initials = _initials(given)
+    return f"{surname.strip()} {initials}" if initials else surname.strip()
+
+
+def _author_from_text(name: str) -> str:
+    """``"Doe, Jane A."`` or ``"Jane A. Doe"`` -> ``"Doe JA"``; ``"Doe JA"`` stays."""
+    name = _clean(name)
+    if "," in name:
+        surname, given = name.split(",", 1)
+        return _author(surname, given)
+    if re.fullmatch(r".+ [A-Z]{1,4}", name):
+        return name
+    parts = name.split()
+    return _author(parts[-1], " ".join(parts[:-1])) if len(parts) > 1 else name
+
+
+def _mesh_name(term: str) -> str:
+    return str(term).split("/")[0].lstrip("*").strip()
+
+
+def study_type_from(publication_types: Iterable[str]) -> str | None:
+    """The contract's ``study_type`` from PubMed publication types.
+
+    ``systematic review and meta-analysis`` if both, else ``meta-analysis``,
+    ``systematic review``, ``randomized controlled trial``, ``review``; ``other`` when
+    types are given but none of these; None when there are no types.
+    """
+    types = {t.strip().lower() for t in publication_types if t.strip()}
+    if not types:
+        return None
+    if "systematic review" in types and "meta-analysis" in types:
+        return "systematic review and meta-analysis"
+    for name in ("meta-analysis", "systematic review", "randomized controlled trial", "review"):
+        if name in types:
+            return name
+    return "other"
+
+
+def species_from_mesh(mesh: Iterable[str]) -> str | None:
+    """``human`` if MeSH has Humans, ``animal`` if only Animals, else None."""
+    terms = {_mesh_name(t).lower() for t in mesh}
+    if "humans" in terms:
+        return "human"
+    return "animal" if "animals" in terms else None
+
+
+# --------------------------------------------------------------------------- citations
+
+
+def format_citation(record: Record) -> str:
+    """A Vancouver/UpToDate-style citation: ``Doe JA, Roe R. Title. J Abbr 2021; 3:1.``
+
+    Up to four authors are listed, else the first three and ``et al``.
+    """
+    authors = list(record.authors)
+    names = ", ".join(authors if len(authors) <= 4 else [*authors[:3], "et al"])
+    title = record.title if record.title[-1:] in "?!." else f"{record.title}."
+    where = " ".join(x for x in (record.journal, str(record.year or "")) if x)
+    volume = f"{record.volume}({record.issue})" if record.issue else record.volume
+    if record.pages:
+        volume = f"{volume}:{record.pages}"
+    tail = f"{where}; {volume}." if volume and where else (f"{where}." if where else "")
+    return " ".join(x for x in (f"{names}." if names else "", title, tail) if x)
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def record_to_document(record: Record, n: int, doc_id: str | None = None) -> Document:
+    """The :class:`Document` for ``record`` as reference ``n`` (doc id ``ref-<n>``).
+
+    A record with an abstract gets one ``abstract`` section (title, blank line, abstract);
+    one without gets a ``citation`` section holding its citation.
+    """
+    citation = record.citation or format_citation(record)
+    url = PUBMED_URL.format(pmid=record.pmid) if record.pmid else DOI_URL.format(doi=record.doi) if record.doi else None
+    study_type = study_type_from(record.publication_types)
+    level = evidence_level(study_type)
+    metadata = {
+        "n": n,
+        "refs": [n],
+        "title": record.title,
+        "authors": list(record.authors),
+        "journal": record.journal or None,
+        "year": record.year,
+        "pmid": record.pmid,
+        "doi": record.doi,
+        "url": url,
+        "study_type": study_type,
+        "evidence_level": level,
+        "design_group": DESIGN_GROUPS[level],
+        "species": species_from_mesh(record.mesh),
+        "lbp_phase": None,
+        "citation": citation,
+        "source": record.source,
+        "has_abstract": bool(record.abstract),
+        "confidence": "high" if record.abstract else "low",
+        "source_note": (
+            f"Abstract as published; ingested from {record.source}."
+            if record.abstract
+            else f"Citation only (no abstract); ingested from {record.source}."
+        ),
+    }
+    section = (
+        Section("abstract", f"{record.title}\n\n{record.abstract}", "clinician")
+        if record.abstract
+        else Section("citation", citation, "clinician")
+    )
+    return Document(doc_id or f"ref-{n}", record.title, (section,), metadata)
+
+
+def _record_error(path: str, line: int | None, label: str, message: str) -> FormatError:
+    """An error for one record: ``path:line: <label>: message``."""
+    return FormatError(path, line, f"{label}: {message}")
+
+
+def _label(index: int, detail: str = "") -> str:
+    """``record 3`` or ``record 3 (PMID 123)`` for messages."""
+    return f"record {index}" + (f" ({detail})" if detail else "")
+
+
+def _checked(record: Record, path: str, line: int | None, label: str, errors: list[FormatError]) -> Record | None:
+    """``record`` with its location, or None (and an error) when it has no title."""
+    if not record.title:
+        detail = f"{label} (PMID {record.pmid})" if record.pmid else label
+        what = "no title" + ("" if record.abstract else " and no abstract")
+        errors.append(_record_error(path, line, detail, what))
+        return None
+    return replace(record, where=f"line {line}, {label}" if line is not None else label)
+
+
+# --------------------------------------------------------------------------- PubMed XML
+
+_DOCTYPE = re.compile(r"<!DOCTYPE\s+(\w+)[^>]*?\"([^\"]+\.dtd)\"\s*>", re.DOTALL)
+_ARTICLE = re.compile(r"<(PubmedArticle|PubmedBookArticle)>.*?</\1>", re.DOTALL)
+
+
+def _local_dtd_doctype(text: str) -> str:
+    """``text`` whose DOCTYPE names a PubMed DTD that Biopython has on disk.
+
+    :func:`Bio.Entrez.read` downloads a DTD it does not find locally; a file naming a
+    DTD newer than the installed Biopython (or none at all) is pointed at the newest
+    shipped ``pubmed_*.dtd`` instead, so parsing never touches the network.
+    """
+    from Bio.Entrez.Parser import DataHandler
+
+    dirs = [Path(d) for d in (DataHandler.local_dtd_dir, DataHandler.global_dtd_dir) if d]
+    m = _DOCTYPE.search(text[:5000])
+    if m and any((d / Path(m.group(2)).name).exists() for d in dirs):
+        return text
+    newest = max(p.name for p in Path(DataHandler.global_dtd_dir).glob("pubmed_*.dtd"))
+    doctype = (
+        '<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle//EN" '
+        f'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/{newest}">'
+    )
+    if m:
+        return text[: m.start()] + doctype + text[m.end() :]
+    decl = re.match(r"\s*<\?xml[^>]*\?>", text)
+    cut = decl.end() if decl else 0
+    return text[:cut] + "\n" + doctype + "\n" + text[cut:].lstrip()
+
+
+def _entrez_read(xml: str) -> Any:
+    from Bio import Entrez
+
+    return Entrez.read(io.BytesIO(_local_dtd_doctype(xml).encode("utf-8")))
+
+
+def _text_of(value: Any) -> str:
+    return _clean(value) if value is not None else ""
+
+
+def _pubmed_article(article: Mapping[str, Any]) -> Record:
+    """A :class:`Record` from one parsed ``PubmedArticle``."""
+    citation = article["MedlineCitation"]
+    art = citation["Article"]
+    journal = art.get("Journal", {})
+    issue = journal.get("JournalIssue", {})
+    date = issue.get("PubDate", {})
+    parts = []
+    for chunk in art.get("Abstract", {}).get("AbstractText", []):
+        label = getattr(chunk, "attributes", {}).get("Label")
+        parts.append(f"{label}: {_clean(chunk)}" if label else _clean(chunk))
+    authors = []
+    for a in art.get("AuthorList", []):
+        if a.get("LastName"):
+            authors.append(f"{a['LastName']} {a.get('Initials', '')}".strip())
+        elif a.get("CollectiveName"):
+            authors.append(_clean(a["CollectiveName"]))
+    doi = next(
+        (str(e) for e in art.get("ELocationID", []) if e.attributes.get("EIdType") == "doi"),
+        None,
+    )
+    for aid in article.get("PubmedData", {}).get("ArticleIdList", []):
+        if doi is None and aid.attributes.get("IdType") == "doi":
+            doi = str(aid)
+    pagination = art.get("Pagination", {})
+    pages = pagination.get("MedlinePgn") or "-".join(
+        str(pagination[k]) for k in ("StartPage", "EndPage") if pagination.get(k)
+    )
+    mesh = [str(h["DescriptorName"]) for h in citation.get("MeshHeadingList", [])]
+    return Record(
+        title=_clean_title(art.get("ArticleTitle") or art.get("VernacularTitle")),
+        abstract="\n".join(p for p in parts if p),
+        authors=tuple(authors),
+        journal=_text_of(journal.get("ISOAbbreviation") or journal.get("Title")),
+        year=_year(date.get("Year") or date.get("MedlineDate")),
+        volume=_text_of(issue.get("Volume")),
+        issue=_text_of(issue.get("Issue")),
+        pages=_text_of(pages),
+        pmid=_clean_pmid(citation.get("PMID")),
+        doi=_clean_doi(doi),
+        publication_types=tuple(str(t) for t in art.get("PublicationTypeList", [])),
+        mesh=tuple(mesh),
+    )
+
+
+def _pubmed_book(article: Mapping[str, Any]) -> Record:
+    """A :class:`Record` from a ``PubmedBookArticle`` (books and NCBI Bookshelf chapters)."""
+    book = article["BookDocument"]
+    parts = [_clean(c) for c in book.get("Abstract", {}).get("AbstractText", [])]
+    authors = [
+        f"{a['LastName']} {a.get('Initials', '')}".strip()
+        for lst in book.get("AuthorList", [])
+        for a in lst
+        if a.get("LastName")
+    ]
+    info = book.get("Book", {})
+    return Record(
+        title=_clean_title(book.get("ArticleTitle") or info.get("BookTitle")),
+        abstract="\n".join(p for p in parts if p),
+        authors=tuple(authors),
+        journal=_text_of(info.get("BookTitle")),
+        year=_year(info.get("PubDate", {}).get("Year")),
+        pmid=_clean_pmid(book.get("PMID")),
+        publication_types=tuple(str(t) for t in book.get("PublicationType", [])),
+    )
+
+
+def _records_of_set(parsed: Mapping[str, Any]) -> list[Record]:
+    return [_pubmed_article(a) for a in parsed.get("PubmedArticle", [])] + [
+        _pubmed_book(b) for b in parsed.get("PubmedBookArticle", [])
+    ]
+
+
+def _article_starts(text: str) -> list[tuple[int, int, str, str]]:
+    """``(offset, line, kind, PMID)`` of each ``<PubmedArticle>``/``<PubmedBookArticle>``."""
+    pmid_tag = re.compile(r"<PMID[^>]*>\s*(\d+)\s*</PMID>")
+    out = []
+    for m in re.finditer(r"<(PubmedArticle|PubmedBookArticle)>", text):
+        pmid = pmid_tag.search(text, m.end(), m.end() + 4000)
+        line = text.count("\n", 0, m.start()) + 1
+        out.append((m.start(), line, m.group(1), pmid.group(1) if pmid else ""))
+    return out
+
+
+def _xml_problem(exc: Exception) -> str:
+    """What a Bio.Entrez parser error means, in words that fit a user's file."""
+    from Bio.Entrez.Parser import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return f"element <{exc.name}> is not defined by the PubMed DTD"
+    return str(exc) or type(exc).__name__
+
+
+def _parse_pubmed_xml(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+    """The whole file in one pass; if that fails, article by article so good ones survive."""
+    errors: list[FormatError] = []
+    starts = _article_starts(text)
+    if not starts:
+        return [], [FormatError(path, None, "no <PubmedArticle> records found")]
+    try:
+        records = _records_of_set(_entrez_read(text))
+    except Exception:
+        records = []
+    if len(records) == len(starts):
+        # _records_of_set lists articles before books: line them up the same way.
+        ordered = sorted(range(len(starts)), key=lambda k: starts[k][2] != "PubmedArticle")
+        kept = [
+            _checked(r, path, starts[k][1], _label(k + 1, f"PMID {starts[k][3]}"), errors)
+            for r, k in zip(records, ordered, strict=True)
+        ]
+        return [r for r in kept if r is not None], errors
+    header = text[: text.find("<PubmedArticleSet")] if "<PubmedArticleSet" in text else ""
+    good: list[Record] = []
+    for i, (start, line, _, pmid) in enumerate(starts, start=1):
+        label = _label(i, f"PMID {pmid}" if pmid else "")
+        m = _ARTICLE.match(text, start)
+        end = starts[i][0] if i < len(starts) else len(text)
+        if m is None or m.end() > end:
+            errors.append(_record_error(path, line, label, "the article is not closed (truncated file?)"))
+            continue
+        try:
+            (record,) = _records_of_set(_entrez_read(f"{header}<PubmedArticleSet>{m.group(0)}</PubmedArticleSet>"))
+        except Exception as exc:
+            errors.append(_record_error(path, line, label, f"bad PubMed XML: {_xml_problem(exc)}"))
+            continue
+        if (checked := _checked(record, path, line, label, errors)) is not None:
+            good.append(checked)
+    return good, errors
+
+
+# --------------------------------------------------------------------------- MEDLINE
+
+
+def _blocks(lines: Sequence[str], is_start: Callable[[str], bool]) -> list[tuple[int, list[str]]]:
+    """Split ``lines`` into ``(first_line_number, lines)`` blocks at blank lines and starts."""
+    blocks: list[tuple[int, list[str]]] = []
+    current: list[str] | None = None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            current = None
+            continue
+        if current is None or is_start(line):
+            current = []
+            blocks.append((number, current))
+        current.append(line)
+    return blocks
+
+
+def _parse_medline(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+    from Bio import Medline
+
+    records: list[Record] = []
+    errors: list[FormatError] = []
+    blocks = _blocks(text.splitlines(), lambda x: x.startswith("PMID-"))
+    for i, (line, block) in enumerate(blocks, start=1):
+        pmid = next((x[6:].strip() for x in block if x.startswith("PMID-")), "")
+        label = _label(i, f"PMID {pmid}" if pmid else "")
+        bad = next(
+            (k for k, x in enumerate(block) if not (_MEDLINE_TAG.match(x) or x.startswith("      "))),
+            None,
+        )
+        if bad is not None:
+            msg = f"not a MEDLINE line ('TAG - value' or a 6-space continuation): {block[bad][:60]!r}"
+            errors.append(_record_error(path, line + bad, label, msg))
+            continue
+        m = Medline.read(io.StringIO("\n".join(block) + "\n"))
+        ids = [*str(m.get("LID", "")).split("\n"), *m.get("AID", [])]
+        record = Record(
+            title=_clean_title(m.get("TI") or m.get("BTI")),
+            abstract=_clean(m.get("AB")),
+            authors=tuple([*m.get("AU", []), *m.get("CN", [])]),
+            journal=_clean(m.get("TA") or m.get("JT")),
+            year=_year(m.get("DP")),
+            volume=_clean(m.get("VI")),
+            issue=_clean(m.get("IP")),
+            pages=_clean(m.get("PG")),
+            pmid=_clean_pmid(m.get("PMID")),
+            doi=_clean_doi(next((x for x in ids if x.endswith("[doi]")), None)),
+            publication_types=tuple(m.get("PT", [])),
+            mesh=tuple(_mesh_name(t) for t in m.get("MH", [])),
+        )
+        if (checked := _checked(record, path, line, label, errors)) is not None:
+            records.append(checked)
+    return records, errors
+
+
+# --------------------------------------------------------------------------- RIS
+
+
+def _first(entry: Mapping[str, Any], *keys: str) -> str:
+    """The first non-empty of ``keys`` (first item of a list), cleaned."""
+    for key in keys:
+        value = entry.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value:
+            return _clean(value)
+    return ""
+
+
+def _pmid_in(*values: Any) -> str | None:
+    """A PMID written as ``PMID: 123`` or a PubMed URL in notes or links."""
+    pattern = re.compile(r"(?:PMID:?\s*|pubmed\.ncbi\.nlm\.nih\.gov/|/pubmed/)(\d+)")
+    for value in values:
+        for text in value if isinstance(value, list) else [value]:
+            if m := pattern.search(str(text or "")):
+                return m.group(1)
+    return None
+
+
+def _ris_record(entry: Mapping[str, Any]) -> Record:
+    authors = entry.get("authors") or entry.get("first_authors") or []
+    pages = "-".join(x for x in (_first(entry, "start_page"), _first(entry, "end_page")) if x)
+    journal_keys = ("alternate_title2", "journal_name", "alternate_title1", "secondary_title")
+    return Record(
+        title=_clean_title(_first(entry, "title", "primary_title", "translated_title")),
+        abstract=_first(entry, "abstract", "notes_abstract"),
+        authors=tuple(_author_from_text(a) for a in authors),
+        journal=_first(entry, *journal_keys, "alternate_title3"),
+        year=_year(_first(entry, "year", "publication_year", "date")),
+        volume=_first(entry, "volume"),
+        issue=_first(entry, "number"),
+        pages=pages,
+        pmid=_clean_pmid(entry.get("accession_number"))
+        or _pmid_in(entry.get("notes"), entry.get("urls"), entry.get("note")),
+        doi=_clean_doi(entry.get("doi")),
+        publication_types=tuple(t.strip() for t in str(entry.get("type_of_work") or "").split(";") if t.strip()),
+        mesh=tuple(_mesh_name(k) for k in entry.get("keywords", [])),
+    )
+
+
+def _parse_ris(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+    import rispy
+
+    records: list[Record] = []
+    errors: list[FormatError] = []
+    lines = text.splitlines()
+    starts = [k for k, x in enumerate(lines) if x.startswith("TY  - ")]
+    if not starts:
+        return [], [FormatError(path, None, "no 'TY  - ' lines: not a RIS file")]
+    for i, start in enumerate(starts, start=1):
+        block = lines[start : starts[i] if i < len(starts) else len(lines)]
+        title = next((x[6:].strip() for x in block if x[:2] in ("TI", "T1")), "")
+        label = _label(i, repr(title[:60]) if title else "")
+        if not any(x.startswith("ER  -") for x in block):
+            errors.append(_record_error(path, start + 1, label, "no 'ER  -' line ends this record"))
+            continue
+        (entry,) = rispy.loads("\n".join(block) + "\n")
+        if (checked := _checked(_ris_record(entry), path, start + 1, label, errors)) is not None:
+            records.append(checked)
+    return records, errors
+
+
+# --------------------------------------------------------------------------- BibTeX
+
+
+def _bibtex_author(name: Any) -> str:
+    """``"Surname Initials"`` from bibtexparser's ``NameParts`` (LaTeX decoded here).
+
+    Names are split before LaTeX is decoded, so that braces still protect corporate
+    authors (``{Fictional Study Group}``) from being split into first and last names.
+    """
+    from pylatexenc.latex2text import LatexNodes2Text
+
+    decode = LatexNodes2Text().latex_to_text
+    last = _clean(decode(" ".join([*name.von, *name.last])))
+    first = _clean(decode(" ".join(name.first)))
+    return _author(last, first) if last else first
+
+
+def _bibtex_record(fields: Mapping[str, Any]) -> Record:
+    def get(*keys: str) -> str:
+        return next((_clean(fields[k].value) for k in keys if k in fields), "")
+
+    authors = fields["author"].value if "author" in fields else []
+    eprint_pmid = get("eprint") if get("eprinttype").lower() == "pubmed" else ""
+    return Record(
+        title=_clean_title(get("title")),
+        abstract=get("abstract"),
+        authors=tuple(_bibtex_author(a) for a in authors),
+        journal=get("journal", "journaltitle", "booktitle"),
+        year=_year(get("year", "date")),
+        volume=get("volume"),
+        issue=get("number", "issue"),
+        pages=re.sub(r"\s*(--|–)\s*", "-", get("pages")),
+        pmid=_clean_pmid(get("pmid") or eprint_pmid),
+        doi=_clean_doi(get("doi")),
+        publication_types=tuple(t.strip() for t in get("pubtype").split(";") if t.strip()),
+        mesh=tuple(_mesh_name(t) for t in re.split(r"[;,]", get("mesh", "keywords")) if t.strip()),
+    )
+
+
+def _parse_bibtex(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+    import bibtexparser
+    from bibtexparser import middlewares as mw
+
+    middleware = [mw.SeparateCoAuthors(), mw.SplitNameParts(), mw.LatexDecodingMiddleware()]
+    library = bibtexparser.parse_string(text, append_middleware=middleware)
+    errors: list[FormatError] = []
+    for block in library.failed_blocks:
+        reason = getattr(block.error, "abort_reason", "") or str(block.error)
+        key = getattr(block, "key", None) or "".join(re.findall(r"^@\w+\s*[{(]\s*([^,\s]+)", block.raw or "")[:1])
+        label = f"entry {key!r}" if key else "entry"
+        line = (block.start_line or 0) + 1
+        errors.append(_record_error(path, line, label, f"bad BibTeX: {reason or 'unparsable'}"))
+    records: list[Record] = []
+    for entry in library.entries:
+        fields = {key.lower(): value for key, value in entry.fields_dict.items()}
+        label = f"entry {entry.key!r}"
+        line = (entry.start_line or 0) + 1
+        if (checked := _checked(_bibtex_record(fields), path, line, label, errors)) is not None:
+            records.append(checked)
+    return records, errors
+
+
+# --------------------------------------------------------------------------- BEIR
+
+
+def _beir_record(obj: Mapping[str, Any]) -> Record:
+    meta = obj.get("metadata") or {}
+    authors = meta.get("authors") or []
+    return Record(
+        title=_clean_title(obj.get("title")),
+        abstract=_clean(obj.get("text")),
+        authors=tuple(_author_from_text(a) for a in (authors if isinstance(authors, list) else [authors])),
+        journal=_clean(meta.get("journal")),
+        year=_year(meta.get("year")),
+        pmid=_clean_pmid(meta.get("pmid")),
+        doi=_clean_doi(meta.get("doi")),
+        publication_types=tuple(meta.get("publication_types") or ()),
+        mesh=tuple(meta.get("mesh") or ()),
+    )
+
+
+def _parse_beir(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+    records: list[Record] = []
+    errors: list[FormatError] = []
+    i = 0
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        i += 1
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            errors.append(_record_error(path, line, _label(i), f"invalid JSON: {exc.msg}"))
+            continue
+        if not isinstance(obj, dict):
+            errors.append(_record_error(path, line, _label(i), "expected a JSON object"))
+            continue
+        label = _label(i, f"_id {obj.get('_id')!r}")
+        if "_id" not in obj:
+            errors.append(_record_error(path, line, label, "missing '_id'"))
+            continue
+        if not all(isinstance(obj.get(k) or "", str) for k in ("title", "text")):
+            errors.append(_record_error(path, line, label, "'title' and 'text' must be strings"))
+            continue
+        if not isinstance(obj.get("metadata") or {}, dict):
+            errors.append(_record_error(path, line, label, "'metadata' must be a JSON object"))
+            continue
+        if (checked := _checked(_beir_record(obj), path, line, label, errors)) is not None:
+            records.append(checked)
+    return records, errors
+
+
+# --------------------------------------------------------------------------- topic reprints
+
+
+def _parse_reprint(text: str, path: str) -> tuple[list[TopicRecord], list[FormatError]]:
+    """A topic reprint, read by :func:`assistant.corpus.parse_topic_reprint` (whole file)."""
+    from assistant.corpus import parse_topic_reprint
+
+    try:
+        topic = parse_topic_reprint(text, source=path)
+    except FormatError as exc:
+        return [], [exc]
+    references = tuple(
+        Record(
+            title=_clean_title(c.title or c.text),
+            authors=tuple(a.strip() for a in c.authors.split(",") if a.strip() not in ("", "et al")),
+            journal=c.journal,
+            year=c.year,
+            citation=c.text,
+            where=f"reference {c.n}",
+        )
+        for c in topic.references
+    )
+    return [TopicRecord(topic, references)], []

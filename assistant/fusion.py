@@ -1,0 +1,105 @@
+"""Pure score math: rank fusion, score normalization, MMR and document aggregation."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TypeVar
+
+import numpy as np
+
+K = TypeVar("K", bound=Hashable)
+
+
+def fuse_rrf(rankings: Sequence[Sequence[K]], k: int = 60) -> dict[K, float]:
+    """Reciprocal rank fusion.
+
+    ``score(d) = sum_r 1 / (k + rank_r(d))`` with 1-based ranks; a list that does not
+    contain ``d`` adds nothing (Cormack, Clarke and Buettcher, SIGIR 2009).
+
+    Args:
+        rankings: ranked lists of ids, best first.
+        k: the RRF constant (60 in the paper).
+
+    Returns:
+        Fused scores, not sorted.
+    """
+    fused: dict[K, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, start=1):
+            fused[key] = fused.get(key, 0.0) + 1.0 / (k + rank)
+    return fused
+
+
+def normalize_min_max(scores: Mapping[K, float]) -> dict[K, float]:
+    """Scale scores to [0, 1] by ``(s - min) / (max - min)``; all-equal scores map to 1."""
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    if hi == lo:
+        return dict.fromkeys(scores, 1.0)
+    return {key: (s - lo) / (hi - lo) for key, s in scores.items()}
+
+
+def fuse_convex(dense: Mapping[K, float], lexical: Mapping[K, float], alpha: float = 0.5) -> dict[K, float]:
+    """Convex combination of min-max normalized scores.
+
+    ``score(d) = alpha * norm_dense(d) + (1 - alpha) * norm_lexical(d)``; an id missing
+    from one list gets 0 for it (Bruch, Gai and Ingber, TOIS 2023).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    nd, nl = normalize_min_max(dense), normalize_min_max(lexical)
+    return {key: alpha * nd.get(key, 0.0) + (1 - alpha) * nl.get(key, 0.0) for key in {*nd, *nl}}
+
+
+def top_k(scores: Mapping[K, float], k: int) -> list[tuple[K, float]]:
+    """The ``k`` best (id, score) pairs, ties broken by id for reproducibility."""
+    return sorted(scores.items(), key=lambda kv: (-kv[1], str(kv[0])))[:k]
+
+
+def mmr(
+    query: np.ndarray, candidates: np.ndarray, relevance: Sequence[float], k: int, lambda_: float = 0.7
+) -> list[int]:
+    """Maximal marginal relevance (Carbonell and Goldstein, SIGIR 1998).
+
+    Picks, one at a time, the candidate maximizing
+    ``lambda * rel(c) - (1 - lambda) * max_{s in selected} cos(c, s)``.
+
+    Args:
+        query: the query vector (unused beyond shape checks; relevance is given).
+        candidates: normalized candidate vectors (n, dim).
+        relevance: relevance of each candidate (any scale; min-max normalized here).
+        k: how many to pick.
+        lambda_: 1.0 is pure relevance, 0.0 pure diversity.
+
+    Returns:
+        Indices into ``candidates`` in pick order.
+    """
+    n = len(relevance)
+    if n == 0:
+        return []
+    rel = np.asarray(relevance, dtype=np.float64)
+    span = rel.max() - rel.min()
+    rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
+    sims = candidates @ candidates.T
+    selected: list[int] = []
+    max_sim = np.full(n, -np.inf)
+    remaining = np.ones(n, dtype=bool)
+    for _ in range(min(k, n)):
+        redundancy = np.where(np.isfinite(max_sim), max_sim, 0.0)
+        score = lambda_ * rel - (1 - lambda_) * redundancy
+        score[~remaining] = -np.inf
+        best = int(np.argmax(score))
+        selected.append(best)
+        remaining[best] = False
+        max_sim = np.maximum(max_sim, sims[best])
+    return selected
+
+
+def aggregate_max(passage_scores: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Document score = its best passage score (MaxP, Dai and Callan, SIGIR 2019)."""
+    out: dict[str, float] = {}
+    for doc_id, score in passage_scores:
+        if doc_id not in out or score > out[doc_id]:
+            out[doc_id] = score
+    return out

@@ -1,0 +1,219 @@
+"""Dense, lexical and hybrid retrieval over an :class:`~assistant.index.Index`.
+
+- dense: normalized MiniLM query vector, FAISS inner product (exact numpy over the
+  allowed rows when filters are given);
+- bm25: bm25s scores over the same passages;
+- hybrid: RRF (default) or a convex combination of min-max normalized scores.
+
+Results are :class:`~assistant.types.Hit` lists; ``search_documents`` aggregates passage
+hits to documents (best passage) for runs and qrels that speak in document ids.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from assistant.config import Settings
+from assistant.fusion import aggregate_max, fuse_convex, fuse_rrf, mmr, top_k
+from assistant.index import Index, bm25_tokenize
+from assistant.types import Hit
+
+METHODS = ("hybrid", "dense", "bm25")
+FUSIONS = ("rrf", "convex")
+FILTER_ALIASES = {
+    "phase": "lbp_phase",
+    "type": "study_type",
+    "design": "design_group",
+    "group": "design_group",
+    "pmid": "pmid",
+}
+
+Filters = Mapping[str, str | Sequence[str]]
+
+
+def parse_filters(items: Iterable[str]) -> dict[str, list[str]]:
+    """``["species=human", "phase=acute,chronic"]`` -> ``{"species": ["human"], "lbp_phase": [...]}``.
+
+    Raises:
+        ValueError: for an item without ``=``.
+    """
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"filter {item!r} is not key=value (e.g. species=human, study_type=Cochrane review)")
+        key = FILTER_ALIASES.get(key.strip().lower(), key.strip().lower())
+        out.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+    return out
+
+
+def _norm(value: Any) -> str:
+    return str(value).strip().lower() if value is not None else "none"
+
+
+class Retriever:
+    """Searches one index; thread-safe for concurrent queries."""
+
+    def __init__(self, index: Index, settings: Settings, query_encoder: Any = None) -> None:
+        self.index = index
+        self.settings = settings
+        self._encoder = query_encoder
+        self._lock = threading.Lock()
+        self._facets: dict[str, np.ndarray] = {}
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    from assistant.embedding import CachedQueryEncoder, load_query_encoder
+
+                    self._encoder = CachedQueryEncoder(load_query_encoder(self.settings))
+        return self._encoder
+
+    # ------------------------------------------------------------------ filters
+
+    def _facet(self, key: str) -> np.ndarray:
+        if key not in self._facets:
+            values = []
+            for p in self.index.passages:
+                v = p.metadata.get(key)
+                values.append("|".join(_norm(x) for x in v) if isinstance(v, list) else _norm(v))
+            self._facets[key] = np.array(values, dtype=object)
+        return self._facets[key]
+
+    def mask(self, filters: Filters | None) -> np.ndarray | None:
+        """Boolean row mask for metadata filters (values OR within a key, AND across keys)."""
+        if not filters:
+            return None
+        mask = np.ones(len(self.index), dtype=bool)
+        for raw_key, raw_values in filters.items():
+            key = FILTER_ALIASES.get(raw_key.lower(), raw_key.lower())
+            values = [raw_values] if isinstance(raw_values, str) else list(raw_values)
+            wanted = {_norm(v) for v in values}
+            column = self._facet(key)
+            mask &= np.array([any(w in str(c).split("|") for w in wanted) for c in column], dtype=bool)
+        return mask
+
+    # ------------------------------------------------------------------ single retrievers
+
+    def dense_scores(self, query: str, depth: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """(row, cosine) pairs, best first."""
+        q = self.encoder.encode_query(query)
+        n = len(self.index)
+        depth = min(depth, n)
+        if depth <= 0:
+            return []
+        if mask is not None:
+            rows = np.flatnonzero(mask)
+            if rows.size == 0:
+                return []
+            sims = np.asarray(self.index.embeddings[rows]) @ q
+            order = np.argsort(-sims, kind="stable")[:depth]
+            return [(int(rows[i]), float(sims[i])) for i in order]
+        scores, ids = self.index.faiss_index.search(q.reshape(1, -1).astype(np.float32), depth)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def bm25_scores(self, query: str, depth: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """(row, BM25 score) pairs with score > 0, best first."""
+        tokens = bm25_tokenize([query], return_ids=False)[0]
+        if not tokens:
+            return []
+        scores = np.asarray(self.index.bm25.get_scores(tokens), dtype=np.float32)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        depth = min(depth, int(np.count_nonzero(scores > 0)))
+        if depth <= 0:
+            return []
+        top = np.argpartition(-scores, depth - 1)[:depth]
+        top = top[np.lexsort((top, -scores[top]))]
+        return [(int(i), float(scores[i])) for i in top]
+
+    # ------------------------------------------------------------------ public API
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        method: str = "hybrid",
+        filters: Filters | None = None,
+        fusion: str | None = None,
+        mmr_lambda: float | None = None,
+    ) -> list[Hit]:
+        """Passage hits for ``query``.
+
+        Args:
+            query: the question.
+            k: number of hits.
+            method: ``hybrid``, ``dense`` or ``bm25``.
+            filters: metadata filters, e.g. ``{"species": "human", "lbp_phase": ["acute"]}``.
+            fusion: ``rrf`` or ``convex`` (default from settings).
+            mmr_lambda: rerank the fused candidates by MMR with this lambda (None: off).
+
+        Returns:
+            Up to ``k`` hits, best first, each with its per-retriever scores and ranks in
+            ``components``.
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown retriever {method!r}: use one of {', '.join(METHODS)}")
+        if not query.strip() or k <= 0:
+            return []
+        fusion = fusion or self.settings.fusion
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}: use rrf or convex")
+        mask = self.mask(filters)
+        depth = max(self.settings.fusion_depth, k * (4 if mmr_lambda is not None else 1))
+        dense = self.dense_scores(query, depth, mask) if method in ("dense", "hybrid") else []
+        lexical = self.bm25_scores(query, depth, mask) if method in ("bm25", "hybrid") else []
+        components: dict[int, dict[str, float]] = {}
+        for name, pairs in (("dense", dense), ("bm25", lexical)):
+            for rank, (row, score) in enumerate(pairs, start=1):
+                components.setdefault(row, {})[name] = score
+                components[row][f"{name}_rank"] = rank
+        if method == "dense":
+            scores = dict(dense)
+        elif method == "bm25":
+            scores = dict(lexical)
+        elif fusion == "rrf":
+            scores = fuse_rrf([[r for r, _ in dense], [r for r, _ in lexical]], k=self.settings.rrf_k)
+        else:
+            scores = fuse_convex(dict(dense), dict(lexical), alpha=self.settings.convex_alpha)
+        ranked = top_k(scores, depth if mmr_lambda is not None else k)
+        if mmr_lambda is not None and ranked:
+            rows = [r for r, _ in ranked]
+            vectors = np.asarray(self.index.embeddings[rows])
+            order = mmr(self.encoder.encode_query(query), vectors, [s for _, s in ranked], k, mmr_lambda)
+            ranked = [ranked[i] for i in order]
+        return [
+            Hit(self.index.passages[row], float(score), rank, method, components.get(row, {}))
+            for rank, (row, score) in enumerate(ranked[:k], start=1)
+        ]
+
+    def search_documents(
+        self, query: str, k: int = 10, method: str = "hybrid", filters: Filters | None = None, fusion: str | None = None
+    ) -> list[tuple[str, float]]:
+        """Document ids with the score of their best passage, best first."""
+        depth = max(self.settings.fusion_depth, k * 5)
+        hits = self.search(query, k=depth, method=method, filters=filters, fusion=fusion)
+        return top_k(aggregate_max((h.doc_id, h.score) for h in hits), k)
+
+
+def run_queries(
+    retriever: Retriever,
+    queries: Mapping[str, str],
+    k: int = 100,
+    method: str = "hybrid",
+    filters: Filters | None = None,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """A document-level run ``{qid: {doc_id: score}}`` (BEIR/ranx format)."""
+    items: Iterable[tuple[str, str]] = queries.items()
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(list(items), desc=f"{method} queries", unit="q")
+    return {qid: dict(retriever.search_documents(text, k=k, method=method, filters=filters)) for qid, text in items}
