@@ -50,6 +50,11 @@ PATIENT_EXAMPLES = [
     "Is yoga good for back pain?",
     "Will exercise stop my back pain coming back?",
 ]
+CHAT_API_DESCRIPTION = (
+    "The web chat: one message of this session's conversation (the server keeps the history per client "
+    "session). Returns the chat as HTML messages, the sources panel, the cleared question box, the last "
+    "answer with references, and the conversation as Markdown. Programs usually want /ask."
+)
 THINKING = '<p class="lbp-notice">Searching the evidence…</p>'
 
 _assistant: Any = None
@@ -107,8 +112,9 @@ def respond(
         answer = get_assistant().ask(
             question, history=webui.history_for_ask(conversation), mode=mode, filters=filters or None
         )
-    except Exception as exc:  # shown to the user; the traceback goes to the log
+    except Exception as exc:  # put the question back for a retry; the traceback goes to the log
         log.exception("ask failed for session %s", getattr(request, "session_hash", "?"))
+        yield webui.chat_messages(conversation), skip, skip, question, skip, skip
         raise gr.Error(f"Sorry, the question could not be answered: {exc}") from exc
     data = answer.to_dict()
     turn = {"question": question, "mode": mode, "filters": filters, "answer": data}
@@ -248,7 +254,7 @@ with gr.Blocks(title=webui.APP_TITLE, analytics_enabled=False) as demo:
     pending_feedback = gr.State(None)
     with gr.Row(equal_height=True):
         with gr.Column(scale=3, min_width=320):
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=False):
                 mode = gr.Radio(
                     [("Clinician", "clinician"), ("Patient", "patient")],
                     value="clinician",
@@ -310,9 +316,18 @@ with gr.Blocks(title=webui.APP_TITLE, analytics_enabled=False) as demo:
         with gr.Column(scale=2, min_width=300):
             sources = gr.HTML(webui.render_sources([]), label="Sources", elem_id="lbp-sources", js_on_load=None)
 
+    gr.api(ask, api_name="ask", concurrency_id="answer")
+    gr.api(search, api_name="search", concurrency_limit=2 * CONCURRENCY)
     chat_inputs = [question, conversation, mode, human_only, designs, phases]
     chat_outputs = [chatbot, conversation, sources, question, copy_text, export_md]
-    question.submit(respond, chat_inputs, chat_outputs, api_name="chat", concurrency_id="answer")
+    question.submit(
+        respond,
+        chat_inputs,
+        chat_outputs,
+        api_name="chat",
+        api_description=CHAT_API_DESCRIPTION,
+        concurrency_id="answer",
+    )
     ask_btn.click(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_id="answer")
     mode.change(switch_mode, mode, [clinician_examples, patient_examples], api_visibility="private", queue=False)
     clear_btn.click(
@@ -346,8 +361,6 @@ with gr.Blocks(title=webui.APP_TITLE, analytics_enabled=False) as demo:
     )
     copy_btn.click(None, copy_text, None, js=webui.COPY_JS, api_visibility="private")
     export_btn.click(None, export_md, None, js=webui.DOWNLOAD_JS, api_visibility="private")
-    gr.api(ask, api_name="ask", concurrency_id="answer")
-    gr.api(search, api_name="search", concurrency_limit=2 * CONCURRENCY)
 
 demo.queue(default_concurrency_limit=CONCURRENCY)
 

@@ -124,6 +124,7 @@ _OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
 DENSE_IN_SCOPE = 0.40
 DENSE_WITH_UNKNOWN_TERMS = 0.55
 MAX_UNKNOWN_SHARE = 0.34
+FOLLOW_UP_DENSE = 0.45
 
 # Sentence selection (tuned on the dev split of datasets/lbp-dev/answers).
 MAX_CANDIDATE_DOCS = 6
@@ -131,7 +132,10 @@ DOC_DENSE_MARGIN = 0.10
 DOC_PENALTY = 0.5
 MIN_SENTENCE_SIMILARITY = 0.30
 SENTENCE_MARGIN = 0.12
-GRADE_PENALTY = 0.015
+GRADE_PENALTY = 0.03
+FINDING_BONUS = 0.04
+MAX_PATIENT_SENTENCE_GRADE = 11.0
+MAX_PATIENT_GRADE = 8.0
 SECTION_BONUS = {"key_findings": 0.05, "conclusion": 0.05, "plain_language": 0.0, "summary": 0.0, "body": 0.0}
 
 _NEGATIVE = re.compile(
@@ -141,6 +145,12 @@ _NEGATIVE = re.compile(
 )
 _POSITIVE = re.compile(
     r"\b(improv\w*|reduc\w*|better|benefit\w*|effective|superior|lower|less pain|relie\w*)\b", re.IGNORECASE
+)
+# Sentences that report a result rather than describe a study's design.
+_FINDING = re.compile(
+    r"\b(help\w*|improv\w*|reduc\w*|less|more|better|worse|fewer|lower\w*|eas\w*|work(ed|s)?|no (clear )?difference|"
+    r"similar|same|effective|benefit\w*|protect\w*|risk|SMD|RR|CI|found|showed|suggest\w*)\b",
+    re.IGNORECASE,
 )
 _DOSE_TEXT = re.compile(r"\b\d+\s?(mg|mcg|milligrams?)\b", re.IGNORECASE)
 _MARKER = re.compile(r"\s*\[\d+(?:\s*[-–,]\s*\d+)*\]")
@@ -230,6 +240,11 @@ class Answerer:
     def _meta(self, doc_id: str) -> Mapping[str, Any]:
         return self._doc_meta.get(doc_id, {})
 
+    def _needs_context(self, message: str) -> bool:
+        """True when a short message retrieves nothing close on its own."""
+        top = self.retriever.dense_scores(message, 1)
+        return not top or top[0][1] < FOLLOW_UP_DENSE
+
     def coverage(self, query: str, hits: Sequence[Hit]) -> Coverage:
         """Decide from retrieval evidence whether the corpus covers ``query``."""
         dense_top = max((h.components.get("dense", 0.0) for h in hits), default=0.0)
@@ -290,7 +305,7 @@ class Answerer:
             body = "\n\n".join([urgent, scope])
             return Answer(body, (), False, True, mode, text, tuple(notices), tuple(f.flag for f in flags))
 
-        query = standalone_query(text, turns, self._encode)
+        query = standalone_query(text, turns, self._encode, self._needs_context)
         hits = self.retriever.search(query, k=40, method="hybrid", filters=filters)
         cov = self.coverage(query, hits)
         if not cov.in_scope or not hits:
@@ -302,6 +317,8 @@ class Answerer:
             return Answer(body, (), True, False, mode, query, tuple(notices))
 
         chosen = self._choose_sentences(query, hits, mode)
+        if mode == "patient":
+            chosen = self._fit_grade(chosen)
         if not chosen:
             body = ABSTAIN_PATIENT if mode == "patient" else ABSTAIN_CLINICIAN
             return Answer(body, (), True, False, mode, query, tuple(notices))
@@ -356,11 +373,13 @@ class Answerer:
             if sims[i] < MIN_SENTENCE_SIMILARITY:
                 continue
             score = float(sims[i]) + SECTION_BONUS.get(str(rec.get("section")), 0.0)
+            if _FINDING.search(rec["text"]):
+                score += FINDING_BONUS
             score += DOC_PENALTY * (docs[rec["doc_id"]] - best_doc)
             if mode == "patient":
-                score -= GRADE_PENALTY * max(0.0, rec["grade"] - 8.0)
-                if _DOSE_TEXT.search(rec["text"]):
+                if rec["grade"] > MAX_PATIENT_SENTENCE_GRADE or _DOSE_TEXT.search(rec["text"]):
                     continue
+                score -= GRADE_PENALTY * max(0.0, rec["grade"] - 7.0)
             scored.append((score, i, r))
         if not scored:
             return []
@@ -402,6 +421,13 @@ class Answerer:
             per_doc_count[rec["doc_id"]] = per_doc_count.get(rec["doc_id"], 0) + 1
         # Strongest evidence first; within a level, the most relevant first.
         chosen.sort(key=lambda c: (c.level, -c.score))
+        return chosen
+
+    def _fit_grade(self, chosen: list[_Chosen]) -> list[_Chosen]:
+        """Drop the hardest sentences until the patient answer reads at grade 8 or below."""
+        chosen = list(chosen)
+        while len(chosen) > 1 and readability_grade(self._compose("", chosen, "patient", ()).answer) > MAX_PATIENT_GRADE:
+            chosen.remove(max(chosen, key=lambda c: self.index.sentences[c.row]["grade"]))
         return chosen
 
     # ------------------------------------------------------------------ composition

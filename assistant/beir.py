@@ -26,6 +26,7 @@ from typing import Any
 from assistant.errors import FormatError
 
 __all__ = [
+    "ranked",
     "read_corpus",
     "read_qrels",
     "read_queries",

@@ -254,10 +254,33 @@ def rewrite_follow_up(message: str, previous_query: str, encode: Encode) -> str:
     return " ".join(f"{stripped} {' '.join(topic)}".split())
 
 
-def standalone_query(message: str, history: Sequence[Turn], encode: Encode) -> str:
-    """Rewrite ``message`` against the user turns of ``history`` (each rewritten in turn)."""
+NeedsContext = Callable[[str], bool]
+
+
+def standalone_query(
+    message: str, history: Sequence[Turn], encode: Encode, needs_context: NeedsContext | None = None
+) -> str:
+    """Rewrite ``message`` against the user turns of ``history`` (each rewritten in turn).
+
+    Args:
+        message: the new user message.
+        history: earlier turns.
+        encode: the query encoder (normalized vectors).
+        needs_context: for a short message that does not look elliptical, a retrieval
+            check of whether it stands on its own (e.g. "Does the total amount matter?"
+            retrieves nothing relevant by itself); True sends it through rewriting.
+    """
     previous = ""
     for turn in history:
         if turn.role == "user" and turn.content.strip():
-            previous = rewrite_follow_up(turn.content, previous, encode)
-    return rewrite_follow_up(message, previous, encode)
+            previous = _rewrite(turn.content, previous, encode, needs_context)
+    return _rewrite(message, previous, encode, needs_context)
+
+
+def _rewrite(message: str, previous: str, encode: Encode, needs_context: NeedsContext | None) -> str:
+    if not previous or is_follow_up(message) or needs_context is None:
+        return rewrite_follow_up(message, previous, encode)
+    if len(content_words(message)) <= 6 and needs_context(message):
+        topic = [w for w in content_words(previous) if w not in content_words(message)]
+        return " ".join(f"{message.rstrip('?.! ')} {' '.join(topic)}".split())
+    return message

@@ -88,6 +88,15 @@ def tiktoken_counter(encoding: str) -> Any:
     return lambda text: len(enc.encode(text, disallowed_special=()))
 
 
+@lru_cache(maxsize=2)
+def _sentence_transformer(model_path: str, device: str) -> Any:
+    """One loaded model per (path, device) and process: loading costs seconds."""
+    _offline_env()
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model_path, device=device)
+
+
 class SentenceTransformerEncoder:
     """sentence-transformers encoder (torch); loaded on first use."""
 
@@ -101,10 +110,7 @@ class SentenceTransformerEncoder:
     def model(self) -> Any:
         with self._lock:
             if self._model is None:
-                _offline_env()
-                from sentence_transformers import SentenceTransformer
-
-                self._model = SentenceTransformer(self.model_path, device=self.device)
+                self._model = _sentence_transformer(self.model_path, self.device)
         return self._model
 
     @property
@@ -144,6 +150,48 @@ def load_query_encoder(settings: Settings) -> Encoder:
     return SentenceTransformerEncoder(settings.model_path)
 
 
+@lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a dependency of scikit-learn, itself of sentence-transformers
+        return None
+    return ThreadpoolController()
+
+
+class _OneBlasThread:
+    """Context manager: numpy's BLAS runs on one thread while any query is being encoded.
+
+    A one-query forward pass multiplies matrices of a dozen rows; handing half of each to a
+    second BLAS thread costs more than it saves, and far more when the cores are busy
+    (measured: p50 10 ms on one thread against 40-75 ms on two, with the machine loaded; see
+    docs/speed.md). The limit is counted, so concurrent queries restore it only when the
+    last one finishes. Results are the same: each output element is still summed by one thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                controller = _blas_controller()
+                self._limiter = controller.limit(limits=1, user_api="blas") if controller is not None else None
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
+
+
 class CachedQueryEncoder:
     """Wraps an encoder with a thread-safe LRU cache of single-query embeddings."""
 
@@ -165,7 +213,8 @@ class CachedQueryEncoder:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        vec = self.encoder.encode([key])[0]
+        with _ONE_BLAS_THREAD:
+            vec = self.encoder.encode([key])[0]
         vec.setflags(write=False)
         with self._lock:
             self._cache[key] = vec

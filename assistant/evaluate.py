@@ -602,6 +602,8 @@ def add_eval_parser(sub: Any) -> None:
         help="paired test (default: %(default)s)",
     )
     p.add_argument("--max-p", type=float, default=0.05, help="significance threshold (default: %(default)s)")
+    p.add_argument("--index", type=Path, default=None, help="built-in index folder, for datasets without corpus.jsonl")
+    p.add_argument("--corpus", type=Path, default=None, help="corpus folder that index is built from")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval)
 
@@ -615,6 +617,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         retrievers=retrievers,
         k=args.k,
         depth=args.depth,
+        settings=Settings.from_env(index_dir=args.index, corpus_dir=args.corpus),
         cache_dir=args.cache_dir,
         runs_dir=args.runs_dir,
         stat_test=args.stat_test,

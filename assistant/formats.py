@@ -185,13 +185,22 @@ def parse_text(text: str, fmt: str, path: str | Path = "<text>") -> ParsedFile:
 
 
 def _clean(text: Any) -> str:
-    """Whitespace-collapsed text with inline markup (``<i>``, ``<sup>``...) removed."""
-    return re.sub(r"\s+", " ", re.sub(r"<[^<>]+>", "", str(text or ""))).strip()
+    """Whitespace-collapsed text."""
+    return re.sub(r"\s+", " ", str(text or "")).strip()
+
+
+# PubMed's inline markup (Bio.Entrez keeps it in the text): italics, bold, sub/superscripts, MathML.
+_PUBMED_MARKUP = re.compile(r"</?(?:i|b|u|sup|sub|mml:\w+)(?:\s[^<>]*)?/?>")
+
+
+def _clean_markup(text: Any) -> str:
+    """Whitespace-collapsed text of a PubMed XML element, inline markup removed."""
+    return _clean(_PUBMED_MARKUP.sub("", str(text or "")))
 
 
 def _clean_title(title: Any) -> str:
-    """A title without the trailing period PubMed adds or the [brackets] of translations."""
-    t = _clean(title)
+    """A title without markup, the trailing period PubMed adds or the [brackets] of translations."""
+    t = _clean_markup(title)
     if t.startswith("[") and t.rstrip(".").endswith("]"):
         t = t.rstrip(".")[1:-1]
     return t[:-1].rstrip() if t.endswith(".") else t
@@ -389,7 +398,7 @@ def _entrez_read(xml: str) -> Any:
 
 
 def _text_of(value: Any) -> str:
-    return _clean(value) if value is not None else ""
+    return _clean_markup(value) if value is not None else ""
 
 
 def _pubmed_article(article: Mapping[str, Any]) -> Record:
@@ -402,13 +411,13 @@ def _pubmed_article(article: Mapping[str, Any]) -> Record:
     parts = []
     for chunk in art.get("Abstract", {}).get("AbstractText", []):
         label = getattr(chunk, "attributes", {}).get("Label")
-        parts.append(f"{label}: {_clean(chunk)}" if label else _clean(chunk))
+        parts.append(f"{label}: {_clean_markup(chunk)}" if label else _clean_markup(chunk))
     authors = []
     for a in art.get("AuthorList", []):
         if a.get("LastName"):
             authors.append(f"{a['LastName']} {a.get('Initials', '')}".strip())
         elif a.get("CollectiveName"):
-            authors.append(_clean(a["CollectiveName"]))
+            authors.append(_clean_markup(a["CollectiveName"]))
     doi = next(
         (str(e) for e in art.get("ELocationID", []) if e.attributes.get("EIdType") == "doi"),
         None,
@@ -440,7 +449,7 @@ def _pubmed_article(article: Mapping[str, Any]) -> Record:
 def _pubmed_book(article: Mapping[str, Any]) -> Record:
     """A :class:`Record` from a ``PubmedBookArticle`` (books and NCBI Bookshelf chapters)."""
     book = article["BookDocument"]
-    parts = [_clean(c) for c in book.get("Abstract", {}).get("AbstractText", [])]
+    parts = [_clean_markup(c) for c in book.get("Abstract", {}).get("AbstractText", [])]
     authors = [
         f"{a['LastName']} {a.get('Initials', '')}".strip()
         for lst in book.get("AuthorList", [])

@@ -232,7 +232,8 @@ def renumber_citations(text: str, numbers: Mapping[int, int]) -> str:
         out: list[int] = []
         for part in re.split(r"\s*,\s*", m.group(1)):
             bounds = [int(x) for x in re.split(r"\s*[-–]\s*", part)]
-            span = range(bounds[0], bounds[-1] + 1) if len(bounds) == 2 and bounds[0] <= bounds[1] else bounds
+            is_range = len(bounds) == 2 and 0 <= bounds[1] - bounds[0] < 200  # a typo must not explode
+            span = range(bounds[0], bounds[1] + 1) if is_range else bounds
             out.extend(numbers.get(n, n) for n in span)
         return "[" + ",".join(str(n) for n in dict.fromkeys(out)) + "]"
 
@@ -388,14 +389,14 @@ def format_report(report: IngestReport) -> str:
     """The report as the command prints it."""
     titles = report.titles
     verb = "would add" if report.dry_run else "added"
-    lines = [f"{path}: {fmt}, {count} records" for path, fmt, count in report.files]
+    lines = [f"{path}: {fmt}, {count} records read" for path, fmt, count in report.files]
     lines += [f"{verb} {d}: {titles.get(d, '')}".rstrip(": ") for d in report.added]
     lines += [f"{verb} an abstract to {d}: {titles.get(d, '')}".rstrip(": ") for d in report.extended]
     if report.merges:
-        lines.append(f"{len(report.merges)} duplicate records merged:")
+        lines.append(f"duplicates merged: {len(report.merges)}")
         lines += [f"  {m}" for m in report.merges]
     if report.errors:
-        lines.append(f"{len(report.errors)} records skipped:")
+        lines.append(f"records skipped: {len(report.errors)}")
         lines += [f"  {e}" for e in report.errors]
     if not report.dry_run:
         lines.append(

@@ -107,7 +107,7 @@ class EutilsSettings:
             "email": os.environ.get("NCBI_EMAIL") or None,
             "api_key": os.environ.get("NCBI_API_KEY") or None,
         }
-        values = {k: v for k, v in env.items() if v is not None}
+        values: dict[str, Any] = {k: v for k, v in env.items() if v is not None}
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         if not 1 <= settings.batch_size <= MAX_IDS_PER_REQUEST:

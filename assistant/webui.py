@@ -106,7 +106,7 @@ def _link_citations(escaped: str, turn: int, known: set[int]) -> str:
     """Turn ``[3]`` and ``[1, 4]`` in already-escaped text into links to the source cards."""
 
     def link(n: int, text: str) -> str:
-        return f'<a class="lbp-cite" href="#{card_id(turn, n)}" data-n="{n}" title="Source {n}">{text}</a>'
+        return f'<a class="lbp-cite" href="#{card_id(turn, n)}" title="Source {n}">{text}</a>'
 
     def repl(m: re.Match[str]) -> str:
         inner = m.group(1)
@@ -163,7 +163,11 @@ def render_answer(answer: Mapping[str, Any], turn: int, text: str | None = None)
     if finished:
         for notice in answer.get("notices", ()):
             parts.append(f'<p class="lbp-notice"><span aria-hidden="true">ℹ</span> {esc(notice)}</p>')
-    cls = "lbp-answer lbp-abstained" if answer.get("abstained") else "lbp-answer"
+    cls = " ".join(
+        c
+        for c, on in (("lbp-answer", True), ("lbp-abstained", answer.get("abstained")), ("lbp-streaming", not finished))
+        if on
+    )
     return f'<div class="{cls}">{"".join(parts)}</div>'
 
 
@@ -426,6 +430,13 @@ CSS = """
 a.lbp-cite { color: var(--link-text-color); font-weight: 600; text-decoration: none; border-radius: 3px; padding: 0 .1em; white-space: nowrap; }
 a.lbp-cite:hover { text-decoration: underline; }
 a.lbp-cite:focus-visible, .lbp-card:focus-visible, .lbp-card:focus { outline: 3px solid #2563eb; outline-offset: 2px; }
+/* "clip" instead of Gradio's "hidden" keeps the page from scrolling sideways without
+   breaking position: sticky for the sources panel. */
+.gradio-container { overflow: clip !important; }
+/* Gradio's hover rule outranks its checked rule: a hovered, chosen radio turned blank. */
+input[type="radio"]:checked:hover, input[type="checkbox"]:checked:hover {
+  background-color: var(--checkbox-background-color-selected) !important;
+  border-color: var(--checkbox-border-color-selected) !important; }
 #lbp-sources { position: sticky; top: .5rem; max-height: calc(100vh - 1rem); overflow-y: auto !important;
   padding-right: .3em; }
 .lbp-sources h3 { font-size: 1em; margin: .2em 0 .6em 0; }

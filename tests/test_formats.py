@@ -138,8 +138,15 @@ def test_medline_fields_and_bad_record() -> None:
     assert first.authors == ("Testperson AB", "Placeholder C", "Fictional Walking Study Group")
     assert first.doi == "10.99999/fict.walk.2021.001"
     assert first.mesh == ("Humans", "Low Back Pain")  # '*' and '/therapy' removed
-    assert (cohort.pmid, cohort.year, cohort.doi, cohort.pages) == ("99000021", 2018, "10.99999/FICT.GARDEN.2018", "33-41")
-    assert cohort.abstract.startswith("OBJECTIVE: To describe an invented cohort. METHODS: Two hundred fictional retirees")
+    assert (cohort.pmid, cohort.year, cohort.doi, cohort.pages) == (
+        "99000021",
+        2018,
+        "10.99999/FICT.GARDEN.2018",
+        "33-41",
+    )
+    assert cohort.abstract.startswith(
+        "OBJECTIVE: To describe an invented cohort. METHODS: Two hundred fictional retirees"
+    )
     assert woolf.pmid == "21041955"
     (error,) = pf.errors
     assert str(error) == (
@@ -164,6 +171,13 @@ def test_ris_fields_and_missing_end_tag() -> None:
     assert str(error).endswith(
         "references.ris:28: record 3 ('Fictional record whose end tag is missing'): no 'ER  -' line ends this record"
     )
+
+
+def test_comparison_signs_in_text_are_not_taken_for_markup() -> None:
+    ris = "TY  - JOUR\nTI  - Fictional <i>in vivo</i> note\nAB  - Pain fell (p <0.05, n> 30).\nER  - \n"
+    (record,) = parse_text(ris, "ris", "inline.ris").records
+    assert record.title == "Fictional in vivo note"
+    assert record.abstract == "Pain fell (p <0.05, n> 30)."
 
 
 def test_bibtex_fields_and_bad_entries() -> None:
@@ -204,7 +218,10 @@ def test_topic_reprint_and_its_references() -> None:
         "Fictional trial of pole walking for chronic low back pain: a randomized controlled trial",
         "Fictional report of a hospital walking club",
     ]
-    assert item.references[2].citation == "Clubber Q. Fictional report of a hospital walking club. Fict Hosp Rep 2020; 2:3."
+    assert (
+        item.references[2].citation
+        == "Clubber Q. Fictional report of a hospital walking club. Fict Hosp Rep 2020; 2:3."
+    )
     assert item.references[0].source.endswith("topic-reprint.txt (reprint)")
 
 

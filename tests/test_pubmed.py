@@ -8,13 +8,16 @@ the client's timeout).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -100,10 +103,8 @@ def _handler(fake: FakeEutils) -> type[BaseHTTPRequestHandler]:
             ids = params.get("id", [""])[0].split(",")
             found = "\n".join(fake.articles[i] for i in ids if i in fake.articles)
             body = f"{HEADER}<PubmedArticleSet>\n{found}\n</PubmedArticleSet>\n".encode()
-            try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up waiting
                 self._send(200, body, "text/xml; charset=UTF-8")
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up waiting
 
     return Handler
 
@@ -124,17 +125,13 @@ def eutils() -> Iterator[FakeEutils]:
         thread.join(timeout=5)
 
 
-def _client(fake: FakeEutils, sleeps: list[float] | None = None, **overrides: object) -> EutilsClient:
-    values: dict[str, object] = {
-        "base_url": fake.base_url,
-        "email": "tester@example.org",
-        "backoff": 0.5,
-        "max_backoff": 10.0,
-        "timeout": 5.0,
-    }
-    values.update(overrides)
+def _client(fake: FakeEutils, sleeps: list[float] | None = None, **overrides: Any) -> EutilsClient:
+    """A client for the local server that records its retry waits instead of sleeping."""
+    base = EutilsSettings(
+        base_url=fake.base_url, email="tester@example.org", backoff=0.5, max_backoff=10.0, timeout=5.0
+    )
     recorded = sleeps if sleeps is not None else []
-    return EutilsClient(EutilsSettings(**values), sleep=recorded.append, log=lambda msg: None)  # type: ignore[arg-type]
+    return EutilsClient(replace(base, **overrides), sleep=recorded.append, log=lambda msg: None)
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -215,7 +212,11 @@ def test_fetch_caches_and_writes_ingestable_xml(eutils: FakeEutils, tmp_path: Pa
     (_, params) = eutils.requests[0]
     assert params["db"] == ["pubmed"] and params["retmode"] == ["xml"]
     assert params["id"] == ["99000001,99000002,99000003,99000099"]
-    assert (params["tool"], params["email"], params["api_key"]) == (["lbp-assistant"], ["tester@example.org"], ["secret"])
+    assert (params["tool"], params["email"], params["api_key"]) == (
+        ["lbp-assistant"],
+        ["tester@example.org"],
+        ["secret"],
+    )
 
     out = tmp_path / "abstracts.xml"
     assert write_pubmed_xml(report.requested, cache, out) == 3
@@ -234,9 +235,9 @@ def test_cached_pmids_are_not_fetched_again(eutils: FakeEutils, tmp_path: Path) 
 
 
 def test_retries_503_429_and_timeouts_with_backoff(eutils: FakeEutils, tmp_path: Path) -> None:
-    eutils.fail_next(("status", 503), ("status", 429), ("slow", 1.5))
+    eutils.fail_next(("status", 503), ("status", 429), ("slow", 2.5))
     sleeps: list[float] = []
-    client = _client(eutils, sleeps, timeout=0.5)
+    client = _client(eutils, sleeps, timeout=1.0)
     report = fetch_pubmed(["99000002"], PubMedCache(tmp_path), client)
     assert report.fetched == ["99000002"]
     assert len(eutils.requests) == 4
@@ -284,13 +285,25 @@ def test_resumes_after_an_interruption(eutils: FakeEutils, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("api_key", "min_gap"), [(None, 1 / 3), ("key", 1 / 10)])
-def test_requests_respect_ncbi_rate_limits(eutils: FakeEutils, tmp_path: Path, api_key: str | None, min_gap: float) -> None:
-    pmids = ["99000001", "99000002", "99000003", "99000004"]
-    fetch_pubmed(pmids, PubMedCache(tmp_path), _client(eutils, api_key=api_key, batch_size=1))
-    times = [t for t, _ in eutils.requests]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert len(gaps) == 3
-    assert min(gaps) >= min_gap - 0.01  # server-side arrival times, a little scheduling jitter allowed
+def test_requests_respect_ncbi_rate_limits(
+    eutils: FakeEutils, tmp_path: Path, api_key: str | None, min_gap: float
+) -> None:
+    client = _client(eutils, api_key=api_key, batch_size=1)
+    sent: list[float] = []
+    wait = client.limiter.wait
+
+    def recording_wait() -> None:
+        wait()
+        sent.append(time.monotonic())
+
+    client.limiter.wait = recording_wait  # type: ignore[method-assign]
+    fetch_pubmed(["99000001", "99000002", "99000003", "99000004"], PubMedCache(tmp_path), client)
+    # what the client controls: every request leaves at least 1/3 s (1/10 s with a key) after the last
+    assert len(sent) == 4
+    assert min(b - a for a, b in itertools.pairwise(sent)) >= min_gap
+    # what NCBI sees: arrival times, which scheduling jitter can shift a little either way
+    arrivals = [t for t, _ in eutils.requests]
+    assert arrivals[-1] - arrivals[0] >= 3 * min_gap - 0.05
 
 
 def test_cli_fetch_pubmed(eutils: FakeEutils, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,625 @@
+"""Tests for app.py and assistant/webui.py.
+
+Fast tests check the rendering helpers (escaping, ``[n]`` links, highlighting, exports).
+Slow tests start the real app (``python app.py``) on a free port and talk to it the way
+people and programs do: ``gradio_client`` on ``/ask``, ``/search`` and ``/chat``, twenty
+conversations at once, and headless Chromium (the system's, via Playwright) for the page
+itself. Screenshots go to ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant import webui
+from assistant.feedback import FeedbackStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = os.environ.get("LBP_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+QUESTION = "Should people with acute low back pain stay active or rest in bed?"
+RED_FLAG = "My back hurts and I have numbness in my groin and I cannot control my bladder"
+PAYLOAD = (
+    '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b> is walking good for back pain?'
+)
+
+
+def _citation(n: int, passage: str = "Staying active helps. Bed rest does not.", **extra: Any) -> dict[str, Any]:
+    base = {
+        "n": n,
+        "doc_id": f"ref-{n}",
+        "passage_id": f"ref-{n}#0",
+        "title": f"Title {n}",
+        "authors": ["Hagen KB", "Jamtvedt G", "Hilde G", "Winnem MF"],
+        "journal": "Cochrane Database Syst Rev",
+        "year": 2004,
+        "pmid": "15266458",
+        "doi": "10.1002/14651858.CD001254.pub2",
+        "url": "https://pubmed.ncbi.nlm.nih.gov/15266458/",
+        "study_type": "Cochrane review",
+        "species": "human",
+        "passage": passage,
+        "quotes": ["Staying active helps."],
+        "confidence": "high",
+        "source_note": None,
+    }
+    return {**base, **extra}
+
+
+def _answer(text: str, citations: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    base = {"answer": text, "citations": citations, "abstained": False, "red_flag": False, "mode": "clinician"}
+    return {**base, "query": "q", "notices": [], **extra}
+
+
+def _plain(html_text: str) -> str:
+    return re.sub(r"<[^>]+>", "", html_text)
+
+
+# --------------------------------------------------------------------------- rendering (fast)
+
+
+def test_answer_links_each_known_marker_to_its_card() -> None:
+    html_text = webui.render_answer(_answer("Stay active [22]. Rest less [3, 22]. Unknown [9].", [_citation(22)]), 2)
+    assert html_text.count('href="#src-2-22"') == 2
+    assert 'href="#src-2-3"' not in html_text and "[9]" in html_text
+    assert _plain(html_text) == "Stay active [22]. Rest less [3, 22]. Unknown [9]."
+
+
+def test_answer_text_and_passages_are_escaped() -> None:
+    evil = '<script>alert(1)</script><img src=x onerror="x()">'
+    cit = _citation(1, passage=f"{evil} Staying active helps.", title=evil, journal=evil, authors=[evil])
+    rendered = webui.render_answer(_answer(f"{evil} [1]", [cit]), 1) + webui.render_sources(
+        [{"question": evil, "mode": "clinician", "filters": {}, "answer": _answer(evil, [cit])}]
+    )
+    rendered += webui.render_user(evil)
+    assert "<script" not in rendered and "<img" not in rendered
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered
+
+
+def test_red_flag_paragraph_becomes_an_alert() -> None:
+    html_text = webui.render_answer(
+        _answer("Go to an emergency department now.\n\nExercise can wait.", [], red_flag=True), 1
+    )
+    assert html_text.index('role="alert"') < html_text.index("emergency") < html_text.index("</div>")
+    assert html_text.index("</div>") < html_text.index("Exercise can wait")
+
+
+def test_headed_paragraph_and_bullets() -> None:
+    html_text = webui.render_answer(_answer("Study details:\nDesign: RCT [1].\n\n- one\n- two", [_citation(1)]), 1)
+    assert "<strong>Study details:</strong><br>Design: RCT" in html_text
+    assert "<ul><li>one</li><li>two</li></ul>" in html_text
+
+
+@pytest.mark.parametrize(
+    ("passage", "quote", "marked"),
+    [
+        ("Bed rest is not advised. Staying active helps.", "Staying active helps [22].", "Staying active helps"),
+        ("Bed rest is not advised.  Staying\nactive  helps.", "staying active helps", "Staying\nactive  helps"),
+        ("First point. People who stayed active recovered faster than those in bed.", "People stayed active and recovered faster than those in bed", "People who stayed active recovered faster than those in bed."),
+    ],
+)  # fmt: skip
+def test_highlight_marks_the_quoted_sentence(passage: str, quote: str, marked: str) -> None:
+    out = webui.highlight_passage(passage, [quote])
+    assert re.findall(r"<mark>(.*?)</mark>", out, flags=re.S) == [marked]
+    assert _plain(out) == passage
+
+
+def test_highlight_ignores_unrelated_quotes_and_merges_overlaps() -> None:
+    passage = "Walking helps. Yoga helps a little."
+    assert "<mark>" not in webui.highlight_passage(passage, ["Surgery is outside scope."])
+    out = webui.highlight_passage(passage, ["Walking helps", "helps. Yoga"])
+    assert out.count("<mark>") == 1 and _plain(out) == passage
+
+
+def test_sources_group_passages_of_one_reference_into_one_card() -> None:
+    cits = [_citation(3, passage="A."), _citation(20), _citation(3, passage="B.")]
+    conv = [
+        {"question": "old", "mode": "clinician", "filters": {}, "answer": _answer("x [20]", [_citation(20)])},
+        {"question": "new", "mode": "clinician", "filters": {}, "answer": _answer("y [3] [20]", cits)},
+    ]
+    html_text = webui.render_sources(conv)
+    assert html_text.count('id="src-2-3"') == 1 and html_text.count('class="lbp-passage"') == 4
+    assert html_text.index("Answer 2: new") < html_text.index("<details") < html_text.index("Answer 1: old")
+    assert 'href="https://pubmed.ncbi.nlm.nih.gov/15266458/"' in html_text
+    assert 'href="https://doi.org/10.1002/14651858.CD001254.pub2"' in html_text
+    assert "Hagen KB, Jamtvedt G, Hilde G et al." in html_text
+    assert "Cochrane review" in html_text and "lbp-species-human" in html_text
+
+
+def test_unsafe_links_are_dropped() -> None:
+    card = webui.render_card([_citation(1, pmid="1 onclick=x", doi=None, url="javascript:alert(1)")], 1)
+    assert "javascript:" not in card and "onclick" not in card and "<a " not in card
+
+
+def test_filters_from_ui() -> None:
+    assert webui.filters_from_ui(False, [], []) == {}
+    assert webui.filters_from_ui(True, ["review", "other"], ["acute"]) == {
+        "species": ["human"],
+        "design_group": ["review", "other", "topic"],
+        "lbp_phase": ["acute", "mixed"],
+    }
+
+
+def test_partial_answers_are_marked_as_streaming() -> None:
+    answer = _answer("Walking helps [1]. Yoga may help [1].", [_citation(1)], notices=["Filtered."])
+    partial = webui.render_answer(answer, 1, "Walking helps [1].")
+    assert 'class="lbp-answer lbp-streaming"' in partial and "Filtered." not in partial
+    done = webui.render_answer(answer, 1)
+    assert 'class="lbp-answer"' in done and "Filtered." in done
+
+
+def test_stream_prefixes_end_at_sentences_and_keep_markers() -> None:
+    text = "Walking helps [1]. Yoga may help [2, 3].\n\nAsk a doctor."
+    assert list(webui.stream_prefixes(text)) == ["Walking helps [1].", "Walking helps [1]. Yoga may help [2, 3].", text]
+    assert list(webui.stream_prefixes("No end")) == ["No end"]
+
+
+def test_history_and_exports() -> None:
+    cits = [_citation(22), _citation(22, passage="Other part.")]
+    conv = [{"question": "Bed rest?", "mode": "patient", "filters": {}, "answer": _answer("Stay active [22].", cits)}]
+    assert webui.history_for_ask(conv) == [
+        {"role": "user", "content": "Bed rest?"},
+        {"role": "assistant", "content": "Stay active [22]."},
+    ]
+    copied = webui.answer_with_references(conv[0]["answer"])
+    assert copied.startswith("Stay active [22].\n\nReferences\n22. Hagen KB")
+    assert copied.count("\n22. ") == 1 and "PMID: 15266458." in copied
+    md = webui.conversation_markdown(conv)
+    assert md.startswith(f"# {webui.APP_TITLE}") and "## 1. Bed rest?" in md and "*Mode: patient*" in md
+    assert "**References**" in md and md.count("\n22. ") == 1
+
+
+# --------------------------------------------------------------------------- app.py handlers (in process)
+
+
+class FakeAssistant:
+    """Stands in for the Assistant so the handlers' plumbing is tested apart from answers."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[dict[str, Any]] = []
+
+    def ask(self, question: str, history: Any = None, mode: str = "clinician", filters: Any = None) -> Any:
+        from assistant.types import Answer, Citation
+
+        self.calls.append({"question": question, "history": history, "mode": mode, "filters": filters})
+        if self.fail:
+            raise RuntimeError("index unavailable")
+        c = _citation(1)
+        cit = Citation(**{**c, "authors": tuple(c["authors"]), "quotes": tuple(c["quotes"])})
+        return Answer("Walking helps [1]. Staying active helps [1].", (cit,), False, False, mode, question)
+
+
+@pytest.fixture(scope="module")
+def app_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lbp_app", ROOT / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def fake(app_module: Any, monkeypatch: pytest.MonkeyPatch) -> FakeAssistant:
+    bot = FakeAssistant()
+    monkeypatch.setattr(app_module, "get_assistant", lambda: bot)
+    monkeypatch.setattr(app_module, "STREAM_PAUSE", 0)
+    return bot
+
+
+def test_respond_streams_then_stores_the_turn(app_module: Any, fake: FakeAssistant) -> None:
+    before: list[dict[str, Any]] = []
+    steps = list(app_module.respond(" Is walking good? ", before, "patient", True, [], ["chronic"], None))
+    first, *middle, last = steps
+    assert [m["role"] for m in first[0]] == ["user", "assistant"] and first[3] == ""
+    assert "Searching the evidence" in first[0][1]["content"]
+    assert len(middle) == 2  # one step per sentence, the last one complete
+    assert "lbp-streaming" in middle[0][0][-1]["content"] and "lbp-streaming" not in middle[1][0][-1]["content"]
+    chat, conversation, sources, _box, copied, markdown = last
+    assert before == [] and len(conversation) == 1 and conversation[0]["question"] == "Is walking good?"
+    assert 'href="#src-1-1"' in chat[1]["content"] and 'id="src-1-1"' in sources
+    assert copied.startswith("Walking helps [1].") and "\nReferences\n1. " in copied
+    assert "## 1. Is walking good?" in markdown
+    assert fake.calls == [
+        {
+            "question": "Is walking good?",
+            "history": [],
+            "mode": "patient",
+            "filters": {"species": ["human"], "lbp_phase": ["chronic", "mixed"]},
+        }
+    ]
+    *_, again = app_module.respond("And yoga?", conversation, "clinician", False, [], [], None)
+    assert fake.calls[1]["history"] == [
+        {"role": "user", "content": "Is walking good?"},
+        {"role": "assistant", "content": "Walking helps [1]. Staying active helps [1]."},
+    ]
+    assert fake.calls[1]["filters"] is None and len(again[1]) == 2 and len(conversation) == 1
+
+
+def test_respond_ignores_empty_and_puts_the_question_back_on_failure(app_module: Any, fake: FakeAssistant) -> None:
+    import gradio as gr
+
+    assert len(list(app_module.respond("   ", [], "clinician", False, [], [], None))) == 1
+    fake.fail = True
+    steps = []
+    with pytest.raises(gr.Error, match="could not be answered: index unavailable"):
+        for step in app_module.respond("Is walking good?", [], "clinician", False, [], [], None):
+            steps.append(step)
+    assert steps[-1][0] == [] and steps[-1][3] == "Is walking good?"
+    with pytest.raises(gr.Error, match="mode must be one of"):
+        list(app_module.respond("Is walking good?", [], "doctor", False, [], [], None))
+
+
+def test_like_and_comment_append_rows(app_module: Any, fake: FakeAssistant, tmp_path: Path, monkeypatch: Any) -> None:
+    import gradio as gr
+
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    monkeypatch.setattr(app_module, "feedback_store", store)
+    *_, last = app_module.respond("Is walking good?", [], "patient", False, [], [], None)
+    conversation = last[1]
+    request = type("Request", (), {"session_hash": "abc"})()
+
+    def like(index: int, liked: Any) -> Any:
+        return app_module.on_like(
+            conversation, gr.LikeData(None, {"index": index, "value": "", "liked": liked}), request
+        )
+
+    assert like(0, True)[2] is None and like(1, "")[2] is None  # a user message; a cleared rating
+    _box, comment_box, pending, prompt = like(1, False)
+    assert pending == {"turn": 1, "rating": -1} and "not helpful" in prompt and comment_box == ""
+    assert app_module.on_comment("  ", pending, conversation, request)[2] is None
+    app_module.on_comment("Missed the Cochrane review", pending, conversation, request)
+    rows = store.rows()
+    assert [(r["session_id"], r["turn"], r["rating"], r["comment"], r["mode"]) for r in rows] == [
+        ("abc", 1, -1, "", "patient"),
+        ("abc", 1, -1, "Missed the Cochrane review", "patient"),
+    ]
+
+
+# --------------------------------------------------------------------------- the running app (slow)
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    feedback_db: Path
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(tmp: Path, **env_extra: str) -> tuple[subprocess.Popen[bytes], Server]:
+    port = _free_port()
+    server = Server(f"http://127.0.0.1:{port}/", tmp / "feedback.sqlite3", tmp / "app.log")
+    env = {k: v for k, v in os.environ.items() if k not in ("LBP_USERNAME", "LBP_PASSWORD", "LBP_HOST")}
+    env.update({"LBP_PORT": str(port), "LBP_FEEDBACK_DB": str(server.feedback_db), "HF_HUB_OFFLINE": "1"})
+    env.update(env_extra)
+    with server.log.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 300  # building a missing index takes about a minute
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"app.py exited with {proc.returncode}:\n{server.log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(server.url + "gradio_api/info", timeout=2):
+                return proc, server
+        except urllib.error.HTTPError:  # e.g. 401 behind a login: it is up
+            return proc, server
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail(f"app.py did not start:\n{server.log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    proc, srv = _start(tmp_path_factory.mktemp("app"))
+    yield srv
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Any:
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (make browser installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def _markers(text: str) -> set[int]:
+    return {int(n) for group in re.findall(r"\[(\d+(?:\s*,\s*\d+)*)\]", text) for n in re.findall(r"\d+", group)}
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.slow
+def test_ask_endpoint_returns_answers_with_checkable_citations(client: Any) -> None:
+    result = client.predict(QUESTION, "clinician", None, None, api_name="/ask")
+    assert not result["abstained"] and not result["red_flag"] and result["mode"] == "clinician"
+    numbers = {c["n"] for c in result["citations"]}
+    assert numbers and _markers(result["answer"]) == numbers
+    assert "ref-22" in {c["doc_id"] for c in result["citations"]}  # the Cochrane review on bed rest
+    for c in result["citations"]:
+        assert c["title"] and c["passage"] and c["study_type"]
+        for q in c["quotes"]:  # every quoted sentence is found, and highlighted, in its passage
+            assert "<mark>" in webui.highlight_passage(c["passage"], [q]), (c["passage_id"], q)
+
+    follow_up = client.predict(
+        "And for chronic pain?",
+        "patient",
+        [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": result["answer"]}],
+        {"species": ["human"]},
+        api_name="/ask",
+    )
+    assert follow_up["mode"] == "patient" and follow_up["citations"]
+    assert {c["species"] for c in follow_up["citations"]} == {"human"}
+
+
+@pytest.mark.slow
+def test_search_endpoint_and_bad_input(client: Any) -> None:
+    from gradio_client.exceptions import AppError
+
+    hits = client.predict("bed rest or staying active", 5, "hybrid", {"species": ["human"]}, api_name="/search")
+    assert len(hits) == 5 and [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert all(h["metadata"]["species"] == "human" for h in hits)
+    with pytest.raises(AppError, match="mode must be one of"):
+        client.predict(QUESTION, "doctor", None, None, api_name="/ask")
+
+
+@pytest.mark.slow
+def test_chat_streams_the_answer_sentence_by_sentence(client: Any) -> None:
+    job = client.submit(
+        "Is exercise therapy effective for chronic low back pain?", "clinician", False, [], [], api_name="/chat"
+    )
+    final = job.result(timeout=60)
+    shown = [_plain(out[0][-1]["content"][0]["text"]) for out in job.outputs() if isinstance(out[0], list) and out[0]]
+    answers = [s for s in shown if "Searching the evidence" not in s]
+    assert len(answers) >= 3, shown
+    final_text = _norm(_plain(final[0][-1]["content"][0]["text"]))
+    assert all(_norm(b).startswith(_norm(a)) for a, b in itertools.pairwise([*answers, final_text]))
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_conversations_keep_their_own_history(server: Server) -> None:
+    from gradio_client import Client
+
+    topics = ["walking", "yoga", "pilates", "swimming", "McKenzie exercises"]
+
+    def converse(i: int) -> tuple[int, list[str], str]:
+        c = Client(server.url, verbose=False)
+        asked = [f"Is {topics[i % 5]} good for back pain? (conversation {i})", f"And for how long? (conversation {i})"]
+        out: tuple[Any, ...] = ()
+        for q in asked:
+            out = c.predict(q, "patient" if i % 2 else "clinician", False, [], [], api_name="/chat")
+        chat, _sources, _box, _copy, markdown = out
+        return i, [m["content"][0]["text"] for m in chat if m["role"] == "user"], markdown
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(converse, range(20)))
+    for i, users, markdown in results:
+        assert [u.count(f"(conversation {i})") for u in users] == [1, 1]
+        assert markdown.count("## ") == 2, markdown
+        assert set(re.findall(r"\(conversation (\d+)\)", markdown)) == {str(i)}
+
+
+def _new_page(browser: Any, server: Server, requests: list[str], **options: Any) -> Any:
+    context = browser.new_context(**options)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url.rstrip("/"))
+    page = context.new_page()
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server.url)
+    page.locator("#lbp-question textarea").wait_for()
+    return page
+
+
+def _wait_for_answer(page: Any, count: int, expected: str | None = None) -> Any:
+    """Wait until ``count`` answers are shown and the last one is complete; return it."""
+    page.wait_for_function(
+        """([count, expected]) => {
+            const answers = document.querySelectorAll('#lbp-chat .lbp-answer:not(.lbp-streaming)');
+            if (answers.length < count) return false;
+            const text = answers[answers.length - 1].innerText.split(/\\s+/).join(' ');
+            return expected === null ? text.length > 0 : text.includes(expected);
+        }""",
+        arg=[count, expected],
+        timeout=30_000,
+    )
+    return page.locator("#lbp-chat .lbp-answer:not(.lbp-streaming)").nth(count - 1)
+
+
+def _screenshot(page: Any, name: str, full_page: bool = False) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
+
+
+def _assert_local_only(requests: list[str]) -> None:
+    hosts = {re.sub(r"^[a-z]+://([^/]+).*$", r"\1", u) for u in requests if not u.startswith(("data:", "blob:"))}
+    assert hosts and all(h.startswith("127.0.0.1:") for h in hosts), hosts
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_answer_sources_feedback_and_exports(browser: Any, client: Any, server: Server) -> None:
+    expected = client.predict(QUESTION, "clinician", None, None, api_name="/ask")
+    requests: list[str] = []
+    page = _new_page(browser, server, requests, viewport={"width": 1366, "height": 900})
+
+    # Keyboard only: the question box has focus on load, Enter sends.
+    assert page.evaluate("document.activeElement.closest('#lbp-question') !== null")
+    page.keyboard.type(QUESTION)
+    page.keyboard.press("Enter")
+    answer = _wait_for_answer(page, 1, _norm(expected["answer"].split("\n\n")[-1]))
+    assert _norm(expected["answer"]) in _norm(answer.inner_text())
+
+    # Every [n] is a link to a card that names the source and highlights the quoted passage.
+    links = answer.locator("a.lbp-cite")
+    numbers = {int(x) for x in links.evaluate_all("els => els.map(e => e.getAttribute('href').split('-').pop())")}
+    assert numbers == {c["n"] for c in expected["citations"]}
+    for c in expected["citations"]:
+        card = page.locator(f"#lbp-sources #src-1-{c['n']}")
+        assert card.is_visible()
+        assert _norm(c["title"]) in _norm(card.inner_text())
+        if c["quotes"]:
+            assert card.locator("mark").count() >= 1
+        if c["pmid"]:
+            assert card.locator(f'a[href="https://pubmed.ncbi.nlm.nih.gov/{c["pmid"]}/"]').count() == 1
+    assert page.locator("#lbp-sources .lbp-badge").count() >= 2
+    _screenshot(page, "answer-desktop.png")
+
+    # Tab reaches a citation; Enter moves focus to its card.
+    for _ in range(120):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('lbp-cite')"):
+            break
+    else:
+        pytest.fail("no citation link reachable with Tab")
+    target = page.evaluate("document.activeElement.getAttribute('href').slice(1)")
+    page.keyboard.press("Enter")
+    page.wait_for_function("(id) => document.activeElement && document.activeElement.id === id", arg=target)
+
+    # Copy answer with references; export the conversation as Markdown.
+    page.click("#lbp-copy")
+    page.wait_for_function("async () => (await navigator.clipboard.readText()).includes('References')")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith(expected["answer"].split(" ")[0]) and "\nReferences\n" in copied
+    with page.expect_download() as download:
+        page.click("#lbp-export")
+    markdown = Path(download.value.path()).read_text(encoding="utf-8")
+    assert f"## 1. {QUESTION}" in markdown and "**References**" in markdown
+
+    # Thumbs up, then a comment: two rows in the SQLite file.
+    before = len(FeedbackStore(server.feedback_db))
+    page.locator("#lbp-chat button[aria-label='Like']").last.click()
+    comment = page.locator("#lbp-comment textarea")
+    comment.wait_for(state="visible")
+    comment.fill("Clear, and the <b>sources</b> check out")
+    page.click("#lbp-send-comment")
+    comment.wait_for(state="hidden")
+    rows = FeedbackStore(server.feedback_db).rows()[before:]
+    assert [(r["rating"], r["turn"], r["question"]) for r in rows] == [(1, 1, QUESTION)] * 2
+    assert rows[1]["comment"] == "Clear, and the <b>sources</b> check out"
+    assert {c["n"] for c in json.loads(rows[0]["citations"])} == {c["n"] for c in expected["citations"]}
+    _assert_local_only(requests)
+    page.context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_patient_mode_red_flag_and_html_payload(browser: Any, server: Server) -> None:
+    requests: list[str] = []
+    page = _new_page(browser, server, requests, viewport={"width": 1366, "height": 900})
+
+    page.get_by_role("radio", name="Patient").check()
+    page.get_by_text("Example questions for patients").wait_for()
+    assert not page.get_by_text("Example questions for clinicians").is_visible()
+    box = page.locator("#lbp-question textarea")
+    box.fill(RED_FLAG)
+    box.press("Enter")
+    answer = _wait_for_answer(page, 1)
+    alert = answer.locator(".lbp-red-flag[role='alert']")
+    assert alert.is_visible()
+    assert answer.evaluate("el => el.firstElementChild.classList.contains('lbp-red-flag')")
+    assert "emergency" in alert.inner_text().lower()
+    assert alert.evaluate("el => getComputedStyle(el).borderTopColor") == "rgb(185, 28, 28)"
+    assert page.locator("#lbp-sources .lbp-red-flag").is_visible()
+    _screenshot(page, "red-flag-patient.png")
+
+    # An HTML/script payload is shown as the text it is, and nothing runs.
+    box.fill(PAYLOAD)
+    box.press("Enter")
+    _wait_for_answer(page, 2)
+    user = page.locator("#lbp-chat [data-testid='user']").last
+    assert user.inner_text().strip() == PAYLOAD
+    assert user.locator("img, script, b").count() == 0
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#lbp-sources img, #lbp-sources script").count() == 0
+    _screenshot(page, "html-payload.png")
+    _assert_local_only(requests)
+    page.context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_phone_width(browser: Any, server: Server) -> None:
+    requests: list[str] = []
+    page = _new_page(browser, server, requests, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    box = page.locator("#lbp-question textarea")
+    box.fill("Is yoga good for back pain?")
+    page.locator("#lbp-ask").click()
+    _wait_for_answer(page, 1)
+    card = page.locator("#lbp-sources .lbp-card").first
+    card.wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    chat_box, card_box = page.locator("#lbp-chat").bounding_box(), card.bounding_box()
+    assert card_box["y"] > chat_box["y"] + chat_box["height"]  # sources stack below the chat
+    assert card_box["x"] >= 0 and card_box["x"] + card_box["width"] <= 391
+    _screenshot(page, "phone.png", full_page=True)
+    _assert_local_only(requests)
+    page.context.close()
+
+
+@pytest.mark.slow
+def test_login_from_environment(tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    proc, srv = _start(tmp_path, LBP_USERNAME="clinic", LBP_PASSWORD="s3cret-pass")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(srv.url + "gradio_api/info", timeout=5)
+        assert denied.value.code == 401
+        c = Client(srv.url, auth=("clinic", "s3cret-pass"), verbose=False)
+        hits = c.predict("walking", 2, "bm25", None, api_name="/search")
+        assert len(hits) == 2
+    finally:
+        _stop(proc)
+    assert "Running on local URL:  http://127.0.0.1:" in srv.log.read_text()
