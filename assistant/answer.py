@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -58,9 +58,7 @@ OOS_REASON = {
     "instructions": "This assistant only answers questions about the evidence; it does not follow other instructions.",
 }
 PATIENT_LEAD = "Here is what studies found."
-PATIENT_REMINDER = (
-    "This is general information, not medical advice. Talk with your doctor or physical therapist about your own back."
-)
+PATIENT_REMINDER = "This is general information. It is not medical advice. Talk with your doctor or physical therapist about your own back."
 RED_FLAG_SCOPE_CLINICIAN = "The exercise evidence indexed here concerns nonspecific low back pain; it does not apply until serious causes are excluded."
 RED_FLAG_SCOPE_PATIENT = "Exercise advice is for common back pain. Get checked first."
 ANIMAL_HEADING_CLINICIAN = "Animal studies (mechanisms; not evidence of benefit in people):"
@@ -128,13 +126,12 @@ FOLLOW_UP_DENSE = 0.45
 
 # Sentence selection (tuned on the dev split of datasets/lbp-dev/answers).
 MAX_CANDIDATE_DOCS = 6
-DOC_DENSE_MARGIN = 0.10
-DOC_PENALTY = 0.5
+DOC_SCORE_SHARE = 0.75
+DOC_WEIGHT = 0.5
 MIN_SENTENCE_SIMILARITY = 0.30
+MIN_TOP_DOC_SIMILARITY = 0.10
 SENTENCE_MARGIN = 0.12
-GRADE_PENALTY = 0.03
 FINDING_BONUS = 0.04
-MAX_PATIENT_SENTENCE_GRADE = 11.0
 MAX_PATIENT_GRADE = 8.0
 SECTION_BONUS = {"key_findings": 0.05, "conclusion": 0.05, "plain_language": 0.0, "summary": 0.0, "body": 0.0}
 
@@ -248,6 +245,9 @@ class Answerer:
     def coverage(self, query: str, hits: Sequence[Hit]) -> Coverage:
         """Decide from retrieval evidence whether the corpus covers ``query``."""
         dense_top = max((h.components.get("dense", 0.0) for h in hits), default=0.0)
+        if self.retriever.expand(query) != query:  # judge coverage on the user's own words
+            raw = self.retriever.dense_scores(query, 1)
+            dense_top = raw[0][1] if raw else 0.0
         bm25_top = max((h.components.get("bm25", 0.0) for h in hits), default=0.0)
         dense_docs = [h.doc_id for h in sorted(hits, key=lambda h: -h.components.get("dense", -1.0))][:3]
         bm25_docs = [
@@ -331,25 +331,26 @@ class Answerer:
     # ------------------------------------------------------------------ selection
 
     def _candidate_docs(self, hits: Sequence[Hit]) -> dict[str, float]:
-        """Documents worth quoting: the hybrid top documents whose best dense similarity is
-        close to the best one. Returns doc id -> its best dense similarity."""
-        ranked = [d for d, _ in top_k(aggregate_max((h.doc_id, h.score) for h in hits), MAX_CANDIDATE_DOCS)]
-        dense: dict[str, float] = {}
-        for h in hits:
-            if "dense" in h.components:
-                dense[h.doc_id] = max(dense.get(h.doc_id, -1.0), float(h.components["dense"]))
-        if not ranked:
-            return {}
-        best = max((dense.get(d, -1.0) for d in ranked), default=-1.0)
-        keep = {d: dense.get(d, -1.0) for d in ranked if dense.get(d, -1.0) >= best - DOC_DENSE_MARGIN}
-        keep.setdefault(ranked[0], dense.get(ranked[0], best))
-        return keep
+        """Documents worth quoting: the top documents of the hybrid ranking whose score is
+        within ``DOC_SCORE_SHARE`` of the best. Returns doc id -> score relative to the best."""
+        ranked = top_k(aggregate_max((h.doc_id, h.score) for h in hits), MAX_CANDIDATE_DOCS)
+        if not ranked or ranked[0][1] <= 0:
+            return {d: 1.0 for d, _ in ranked[:1]}
+        best = ranked[0][1]
+        return {d: s / best for d, s in ranked if s >= DOC_SCORE_SHARE * best}
 
     def _choose_sentences(self, query: str, hits: Sequence[Hit], mode: str) -> list[_Chosen]:
+        """Pick the answer's sentences from the candidate documents.
+
+        Every sentence is scored by its similarity to the question, a bonus for reporting a
+        result and its document's retrieval score. Clinician mode takes the best sentences
+        (at most two per document); patient mode takes the plain-language summary of the
+        best document whole, in its own order, plus the best sentence of the next ones.
+        """
         docs = self._candidate_docs(hits)
         if not docs:
             return []
-        best_doc = max(docs.values())
+        top_doc = next(iter(docs))
         q = self.retriever.encoder.encode_query(query)
         audience = "patient" if mode == "patient" else "clinician"
         rows: list[int] = []
@@ -357,8 +358,10 @@ class Answerer:
             doc_rows = [r for r in self.index.sentence_rows(doc_id) if self.index.sentences[r]["audience"] == audience]
             if mode == "clinician":
                 doc_rows = [r for r in doc_rows if self.index.sentences[r].get("section") != "study"]
-            if not doc_rows and mode == "patient":  # no plain-language text: use the simplest sentences
-                doc_rows = [r for r in self.index.sentence_rows(doc_id) if self.index.sentences[r]["grade"] <= 10]
+            if not doc_rows and mode == "patient" and doc_id == top_doc:  # no plain-language text
+                doc_rows = [
+                    r for r in self.index.sentence_rows(doc_id) if self.index.sentences[r].get("section") != "study"
+                ]
             rows.extend(doc_rows)
         if not rows:
             return []
@@ -367,33 +370,34 @@ class Answerer:
         else:  # an index built without sentence vectors (e.g. a benchmark corpus)
             vectors = self._encode([self.index.sentences[r]["text"] for r in rows])
         sims = vectors @ q
-        scored = []
+        scored: list[tuple[float, int, int]] = []
         for i, r in enumerate(rows):
             rec = self.index.sentences[r]
-            if sims[i] < MIN_SENTENCE_SIMILARITY:
+            on_top = rec["doc_id"] == top_doc
+            if sims[i] < (MIN_TOP_DOC_SIMILARITY if on_top else MIN_SENTENCE_SIMILARITY):
+                continue
+            if mode == "patient" and _DOSE_TEXT.search(rec["text"]):
                 continue
             score = float(sims[i]) + SECTION_BONUS.get(str(rec.get("section")), 0.0)
-            if _FINDING.search(rec["text"]):
-                score += FINDING_BONUS
-            score += DOC_PENALTY * (docs[rec["doc_id"]] - best_doc)
-            if mode == "patient":
-                if rec["grade"] > MAX_PATIENT_SENTENCE_GRADE or _DOSE_TEXT.search(rec["text"]):
-                    continue
-                score -= GRADE_PENALTY * max(0.0, rec["grade"] - 7.0)
+            score += FINDING_BONUS if _FINDING.search(rec["text"]) else 0.0
+            score += DOC_WEIGHT * (docs[rec["doc_id"]] - 1.0)
             scored.append((score, i, r))
         if not scored:
             return []
         scored.sort(key=lambda t: (-t[0], t[2]))
-        limit, per_doc = (4, 1) if mode == "patient" else (5, 2)
         top_score = scored[0][0]
         chosen: list[_Chosen] = []
         chosen_idx: list[int] = []
-        per_doc_count: dict[str, int] = {}
+        per_doc: dict[str, int] = {}
+        limit, per_doc_limit = (5, 3) if mode == "patient" else (5, 2)
         for score, i, r in scored:
-            if len(chosen) >= limit or score < top_score - SENTENCE_MARGIN:
-                break
             rec = self.index.sentences[r]
-            if per_doc_count.get(rec["doc_id"], 0) >= per_doc:
+            on_top = rec["doc_id"] == top_doc
+            if len(chosen) >= limit:
+                break
+            if not (on_top and mode == "patient") and score < top_score - SENTENCE_MARGIN:
+                continue
+            if per_doc.get(rec["doc_id"], 0) >= (per_doc_limit if on_top or mode == "clinician" else 1):
                 continue
             if chosen_idx and float(np.max(vectors[chosen_idx] @ vectors[i])) > 0.88:
                 continue  # near-duplicate of a chosen sentence
@@ -405,29 +409,39 @@ class Answerer:
             )
             if not refs:
                 continue  # a sentence that cannot be cited is not used
-            chosen.append(
-                _Chosen(
-                    r,
-                    rec["text"],
-                    rec["doc_id"],
-                    rec["passage_id"],
-                    refs,
-                    score,
-                    int(meta.get("evidence_level", 4)),
-                    meta,
-                )
-            )
+            level = int(meta.get("evidence_level", 4))
+            chosen.append(_Chosen(r, rec["text"], rec["doc_id"], rec["passage_id"], refs, score, level, meta))
             chosen_idx.append(i)
-            per_doc_count[rec["doc_id"]] = per_doc_count.get(rec["doc_id"], 0) + 1
-        # Strongest evidence first; within a level, the most relevant first.
-        chosen.sort(key=lambda c: (c.level, -c.score))
+            per_doc[rec["doc_id"]] = per_doc.get(rec["doc_id"], 0) + 1
+        rank = {d: i for i, d in enumerate(docs)}
+        if mode == "patient":  # a summary reads in its own order
+            chosen.sort(key=lambda c: (c.level, rank[c.doc_id], c.row))
+        else:  # strongest evidence first; within a level, the most relevant first
+            chosen.sort(key=lambda c: (c.level, -c.score))
         return chosen
 
     def _fit_grade(self, chosen: list[_Chosen]) -> list[_Chosen]:
-        """Drop the hardest sentences until the patient answer reads at grade 8 or below."""
+        """Drop the hardest sentences until the patient answer reads at grade 8 or below; if
+        one sentence is left and still too hard, try the other plain sentences of its document."""
+
+        def grade(items: Sequence[_Chosen]) -> float:
+            return readability_grade(self._compose("", items, "patient", ()).answer)
+
         chosen = list(chosen)
-        while len(chosen) > 1 and readability_grade(self._compose("", chosen, "patient", ()).answer) > MAX_PATIENT_GRADE:
+        while len(chosen) > 1 and grade(chosen) > MAX_PATIENT_GRADE:
             chosen.remove(max(chosen, key=lambda c: self.index.sentences[c.row]["grade"]))
+        if len(chosen) == 1 and grade(chosen) > MAX_PATIENT_GRADE:
+            only = chosen[0]
+            options = [
+                replace(
+                    only, row=r, text=self.index.sentences[r]["text"], passage_id=self.index.sentences[r]["passage_id"]
+                )
+                for r in self.index.sentence_rows(only.doc_id)
+                if self.index.sentences[r]["audience"] == "patient" and r != only.row
+            ]
+            easier = min(options, key=lambda c: grade([c]), default=None)
+            if easier is not None and grade([easier]) <= MAX_PATIENT_GRADE:
+                chosen = [easier]
         return chosen
 
     # ------------------------------------------------------------------ composition
@@ -478,7 +492,7 @@ class Answerer:
                 if patient
                 else "All of the evidence found here comes from animal studies; benefit in people is not shown by it."
             )
-        trials = [n for n in human if metas[n].get("design_group") in ("trial", "cohort", "other")]
+        trials = [n for n in human if metas[n].get("design_group") in ("trial", "cohort")]
         reviews = [n for n in human if metas[n].get("design_group") == "review"]
         if trials and not reviews:
             sizes = [metas[n].get("sample_size") for n in trials if isinstance(metas[n].get("sample_size"), int)]
@@ -489,7 +503,7 @@ class Answerer:
                     if patient
                     else f"The evidence is small: a single study{size.replace('people', 'participants')} [{trials[0]}]."
                 )
-            elif sizes and max(sizes) < 100:
+            elif len(sizes) == len(trials) and max(sizes) < 100:
                 notes.append(
                     "These studies were small, so the results are not certain."
                     if patient
@@ -559,7 +573,8 @@ class Answerer:
 
         paragraphs: list[str] = []
         if mode == "patient":
-            paragraphs.append(PATIENT_LEAD + (" " + render(human) if human else ""))
+            if human:
+                paragraphs.append(f"{PATIENT_LEAD} {render(human)}")
             if animal:
                 paragraphs.append(f"{ANIMAL_HEADING_PATIENT} {render(animal)}")
         else:

@@ -141,8 +141,8 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        # 2% slack so that clock jitter never puts us over NCBI's limit at their end.
-        self.interval = 1.02 / per_second
+        # 5% slack so that network and scheduling jitter never put us over NCBI's limit at their end.
+        self.interval = 1.05 / per_second
         self._clock = clock
         self._sleep = sleep
         self._next = float("-inf")
@@ -152,7 +152,8 @@ class RateLimiter:
         now = self._clock()
         if now < self._next:
             self._sleep(self._next - now)
-            now = self._next
+            # count from when we actually woke: a late wake-up must not shorten the next gap
+            now = max(self._clock(), self._next)
         self._next = now + self.interval
 
 

@@ -24,11 +24,26 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 INTERVENTIONS = [
-    "exercise therapy", "yoga", "Pilates", "McKenzie exercises", "motor control exercise",
-    "walking", "aquatic exercise", "tai chi", "strength training", "stretching",
-    "graded activity", "back school", "core stabilization", "aerobic exercise",
-    "supervised group exercise", "a home exercise program", "spinal manipulation",
-    "cognitive functional therapy", "NSAIDs", "bed rest",
+    "exercise therapy",
+    "yoga",
+    "Pilates",
+    "McKenzie exercises",
+    "motor control exercise",
+    "walking",
+    "aquatic exercise",
+    "tai chi",
+    "strength training",
+    "stretching",
+    "graded activity",
+    "back school",
+    "core stabilization",
+    "aerobic exercise",
+    "supervised group exercise",
+    "a home exercise program",
+    "spinal manipulation",
+    "cognitive functional therapy",
+    "NSAIDs",
+    "bed rest",
 ]
 QUESTIONS = [
     "does {x} reduce pain in chronic low back pain?",

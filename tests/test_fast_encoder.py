@@ -120,9 +120,7 @@ def test_sentence_list_covers_truncation(encoder: NumpyEncoder) -> None:
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 32])
-def test_matches_sentence_transformers(
-    encoder: NumpyEncoder, reference: Any, batch_size: int
-) -> None:
+def test_matches_sentence_transformers(encoder: NumpyEncoder, reference: Any, batch_size: int) -> None:
     ours = encoder.encode(SENTENCES, batch_size=batch_size)
     theirs = reference.encode(SENTENCES, batch_size=batch_size, convert_to_numpy=True)
     assert ours.dtype == np.float32
@@ -188,9 +186,7 @@ def test_other_pooling_modes_match_sentence_transformers(
     folder = _copy_model(model_dir, tmp_path / "model")
     modules = json.loads((folder / "modules.json").read_text())
     (folder / "modules.json").write_text(json.dumps(modules[:2]))
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"embedding_dimension": 384, "pooling_mode": mode})
-    )
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 384, "pooling_mode": mode}))
     encoder = NumpyEncoder.from_model_dir(folder)
     reference = SentenceTransformer(str(folder), device="cpu")
     texts = SENTENCES[:12] + SENTENCES[-4:]
@@ -228,7 +224,7 @@ def test_does_not_import_torch() -> None:
 
 def test_missing_weights_raise_unsupported(model_dir: Path, tmp_path: Path) -> None:
     folder = _copy_model(model_dir, tmp_path / "model", with_weights=False)
-    with pytest.raises(UnsupportedModelError, match="model.safetensors"):
+    with pytest.raises(UnsupportedModelError, match=r"model\.safetensors"):
         NumpyEncoder.from_model_dir(folder)
 
 
@@ -237,7 +233,7 @@ def test_unsupported_model_error_is_a_value_error() -> None:
 
 
 def test_missing_folder_raises_unsupported(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedModelError, match="modules.json"):
+    with pytest.raises(UnsupportedModelError, match=r"modules\.json"):
         NumpyEncoder.from_model_dir(tmp_path / "nothing-here")
 
 

@@ -155,10 +155,25 @@ def test_rate_limiter_spaces_calls() -> None:
     limiter = RateLimiter(3, clock=lambda: now[0], sleep=sleep)
     for _ in range(3):
         limiter.wait()
-    assert waits == [0.34, 0.34]  # 1.02 / 3
+    assert waits == [0.35, 0.35]  # 1.05 / 3
     now[0] += 5.0
     limiter.wait()
-    assert waits == [0.34, 0.34]  # no wait after a pause
+    assert waits == [0.35, 0.35]  # no wait after a pause
+
+
+def test_rate_limiter_counts_from_a_late_wake_up() -> None:
+    now = [0.0]
+    waits: list[float] = []
+
+    def oversleep(seconds: float) -> None:
+        waits.append(round(seconds, 6))
+        now[0] += seconds + 0.2  # the OS woke us 0.2 s late
+
+    limiter = RateLimiter(10, clock=lambda: now[0], sleep=oversleep)
+    limiter.wait()  # t=0
+    limiter.wait()  # asks for 0.105, wakes at 0.305
+    limiter.wait()  # must still wait a full 0.105 after 0.305
+    assert waits == [0.105, 0.105]
 
 
 def test_limits_follow_the_api_key() -> None:
