@@ -38,24 +38,22 @@ MAX_QUESTION_CHARS = 2000
 
 EMPTY_QUESTION = "Please type a question about exercise and low back pain, for example: Is walking good for back pain?"
 TRUNCATED_NOTICE = "Your message was long, so only its first {n:,} characters were used."
-ABSTAIN_CLINICIAN = (
-    "The indexed evidence does not cover this question, so no answer is given. "
-    "This assistant answers questions on exercise-based therapy for low back pain: types of exercise "
-    "(for example McKenzie, Pilates, yoga, stabilization, walking), bed rest versus staying active, "
-    "preventing recurrences, and the mechanisms studied in animals."
+ABSTAIN_CLINICIAN = "The indexed evidence does not cover this question, so no answer is given."
+ABSTAIN_PATIENT = "Sorry, I can't answer that from the studies I have."
+SUGGEST_CLINICIAN = (
+    "It answers questions on exercise-based therapy for low back pain, such as McKenzie, Pilates, yoga, "
+    "stabilization or walking, bed rest versus staying active, preventing recurrences, and animal studies of mechanisms."
 )
-ABSTAIN_PATIENT = (
-    "Sorry, I can't answer that from the studies I have. "
-    "I can tell you what research says about exercise for low back pain, like walking, yoga, Pilates, "
-    "or staying active instead of resting in bed."
+SUGGEST_PATIENT = (
+    "I can tell you what research says about exercise for back pain, like walking, yoga or staying active."
 )
 OOS_REASON = {
-    "dosing": "Medicine and doses are outside what this assistant covers.",
+    "dosing": "Medicines and doses are outside what this assistant covers.",
     "medication": "Medicines are outside what this assistant covers.",
     "surgery": "Surgery is outside what this assistant covers.",
     "procedure": "Injections and other procedures are outside what this assistant covers.",
     "imaging": "Scans and tests are outside what this assistant covers.",
-    "instructions": "This assistant only answers questions about the evidence; it does not follow other instructions.",
+    "instructions": "This assistant only answers questions about the evidence and follows no other instructions.",
 }
 PATIENT_LEAD = "Here is what studies found."
 PATIENT_REMINDER = "This is general information. It is not medical advice. Talk with your doctor or physical therapist about your own back."
@@ -309,24 +307,31 @@ class Answerer:
         hits = self.retriever.search(query, k=40, method="hybrid", filters=filters)
         cov = self.coverage(query, hits)
         if not cov.in_scope or not hits:
-            body = ABSTAIN_PATIENT if mode == "patient" else ABSTAIN_CLINICIAN
-            if cov.intent in OOS_REASON:
-                body = f"{OOS_REASON[cov.intent]} {body}"
-            if not hits and filters:
-                body = "No indexed passage matches the selected filters. " + body
-            return Answer(body, (), True, False, mode, query, tuple(notices))
+            return self._abstain(mode, query, notices, cov.intent, no_match=not hits and bool(filters))
 
         chosen = self._choose_sentences(query, hits, mode)
         if mode == "patient":
             chosen = self._fit_grade(chosen)
         if not chosen:
-            body = ABSTAIN_PATIENT if mode == "patient" else ABSTAIN_CLINICIAN
-            return Answer(body, (), True, False, mode, query, tuple(notices))
+            return self._abstain(mode, query, notices)
         if self.llm_config is not None:
             generated = self._generate(query, chosen, hits, mode, turns, notices)
             if generated is not None:
                 return generated
         return self._compose(query, chosen, mode, notices)
+
+    def _abstain(
+        self, mode: str, query: str, notices: Sequence[str], intent: str | None = None, no_match: bool = False
+    ) -> Answer:
+        """Two sentences: why there is no answer, and what can be answered."""
+        if no_match:
+            first = "No indexed passage matches the selected filters."
+        elif intent in OOS_REASON:
+            first = OOS_REASON[intent]
+        else:
+            first = ABSTAIN_PATIENT if mode == "patient" else ABSTAIN_CLINICIAN
+        suggestion = SUGGEST_PATIENT if mode == "patient" else SUGGEST_CLINICIAN
+        return Answer(f"{first} {suggestion}", (), True, False, mode, query, tuple(notices))
 
     # ------------------------------------------------------------------ selection
 
@@ -651,9 +656,13 @@ class Answerer:
             )
             return None
         used = set(result.used_refs)
+        first_source: dict[int, tuple[str, str]] = {}
+        for n, pid, text in sources:
+            if n in used:
+                first_source.setdefault(n, (pid, text))
         return Answer(
             answer=result.text,
-            citations=self._citations([(text, (n,), pid) for n, pid, text in sources if n in used]),
+            citations=self._citations([(text, (n,), pid) for n, (pid, text) in first_source.items()]),
             abstained=False,
             red_flag=False,
             mode=mode,

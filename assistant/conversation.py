@@ -2,8 +2,8 @@
 
 A follow-up such as "And Pilates?" after "Is yoga effective for chronic back pain?" is
 rewritten into the standalone query "Is Pilates effective for chronic back pain?" before
-retrieval: the phrase of the previous question closest in meaning to the follow-up's new
-phrase (by the embedding model) is replaced by it. A follow-up that refers back with a
+retrieval: the word of the previous question closest in meaning to the follow-up's new
+words (by the embedding model) is replaced by them. A follow-up that refers back with a
 pronoun ("Does it help for acute pain?") gets the previous question's topic words added.
 """
 
@@ -134,6 +134,61 @@ _STOPWORDS = frozenset(
         "am",
     ]
 )
+# Word classes a follow-up replaces like for like: "acute" replaces "chronic", never "yoga".
+_PHASE_WORDS = frozenset(
+    [
+        "acute",
+        "subacute",
+        "sub-acute",
+        "chronic",
+        "recurrent",
+        "recurring",
+        "persistent",
+        "long-term",
+        "long-lasting",
+        "lasting",
+        "lasted",
+        "new",
+        "months",
+        "month",
+        "weeks",
+        "week",
+        "years",
+        "year",
+        "days",
+        "day",
+        "post-acute",
+    ]
+)
+_BODY_WORDS = frozenset(
+    [
+        "back",
+        "pain",
+        "low",
+        "lower",
+        "lumbar",
+        "spine",
+        "spinal",
+        "neck",
+        "leg",
+        "legs",
+        "sciatica",
+        "hip",
+        "hips",
+        "body",
+    ]
+)
+
+
+def _word_class(words: Sequence[str]) -> str:
+    low = {w.lower().strip(",.?!") for w in words}
+    if low & _PHASE_WORDS:
+        return "phase"
+    if low and low <= _BODY_WORDS:
+        return "body"
+    return "other"
+
+
 _QUESTION_WORDS = re.compile(
     r"^(?:is|are|does|do|did|can|could|should|would|will|what|which|how|why|when|who)\b", re.IGNORECASE
 )
@@ -199,18 +254,6 @@ def _strip_follow_up(message: str) -> str:
     return text.strip(" ,;:")
 
 
-def _spans(words: Sequence[str], max_len: int = 4) -> list[tuple[int, int]]:
-    """Word spans (start, end) of up to ``max_len`` words not starting or ending on a stop word."""
-    out = []
-    for i in range(len(words)):
-        for j in range(i + 1, min(len(words), i + max_len) + 1):
-            first, last = words[i].lower().strip(",.?!"), words[j - 1].lower().strip(",.?!")
-            if first in _STOPWORDS or last in _STOPWORDS:
-                continue
-            out.append((i, j))
-    return out
-
-
 Encode = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -223,35 +266,44 @@ def rewrite_follow_up(message: str, previous_query: str, encode: Encode) -> str:
         encode: normalized embeddings of a list of texts (the query encoder).
 
     Returns:
-        ``message`` itself when it stands alone; else the previous query with its phrase
-        closest to the new phrase replaced (elliptical follow-ups), or the message with the
-        previous topic words appended (pronoun follow-ups).
+        ``message`` itself when it stands alone. For an elliptical follow-up, the previous
+        query with the word closest in meaning to the follow-up's new words replaced by
+        them ("And Pilates?" after "Is yoga effective ...?" -> "Is Pilates effective ...?").
+        For a follow-up that refers back with a pronoun, the message with the previous
+        query's topic words appended.
     """
     if not previous_query.strip() or not is_follow_up(message):
         return message
     new_phrase = _strip_follow_up(message)
     if not content_words(new_phrase):
         return previous_query
+    if _PRONOUNS.search(new_phrase):
+        topic = [w for w in content_words(previous_query) if w not in content_words(new_phrase)]
+        return " ".join(f"{_PRONOUNS.sub(' ', new_phrase)} {' '.join(topic)}".split())
+    shared = set(content_words(previous_query))
+    novel = [w for w in new_phrase.split() if w.lower().strip(",.?!") not in shared]
+    novel_content = [w for w in novel if w.lower().strip(",.?!") not in _STOPWORDS]
+    if not novel_content:
+        return previous_query
     words = previous_query.split()
-    has_pronoun = bool(_PRONOUNS.search(new_phrase))
-    if not has_pronoun:
-        spans = _spans(words)
-        if spans:
-            # Prefer phrases that share the new phrase's role: compare embeddings.
-            texts = [new_phrase] + [" ".join(words[i:j]).strip(",.?!") for i, j in spans]
-            vectors = encode(texts)
-            sims = vectors[1:] @ vectors[0]
-            best = int(np.argmax(sims))
-            if sims[best] >= 0.25:
-                i, j = spans[best]
-                tail = words[j - 1][len(words[j - 1].rstrip(",.?!")) :]
-                head = " ".join(words[:i])
-                rest = " ".join(words[j:])
-                return " ".join(x for x in (head, new_phrase + tail, rest) if x)
+    mentioned = set(content_words(new_phrase))
+    kind = _word_class(novel_content)
+    candidates = [
+        i
+        for i, w in enumerate(words)
+        if w.lower().strip(",.?!") not in _STOPWORDS | mentioned and _word_class([w]) == kind
+    ]
+    if not candidates:
+        return f"{new_phrase} {previous_query}"
+    vectors = encode([" ".join(novel_content)] + [words[i].strip(",.?!") for i in candidates])
+    sims = vectors[1:] @ vectors[0]
+    best = int(np.argmax(sims))
+    if sims[best] < 0.25:
         return f"{new_phrase} {' '.join(content_words(previous_query))}"
-    topic = [w for w in content_words(previous_query) if w not in content_words(new_phrase)]
-    stripped = _PRONOUNS.sub(" ", new_phrase)
-    return " ".join(f"{stripped} {' '.join(topic)}".split())
+    i = candidates[best]
+    tail = words[i][len(words[i].rstrip(",.?!")) :]
+    replacement = " ".join(novel).strip(" ,")
+    return " ".join([*words[:i], replacement + tail, *words[i + 1 :]])
 
 
 NeedsContext = Callable[[str], bool]

@@ -118,11 +118,11 @@ class Topic:
 
 def parse_citation(n: int, text: str) -> ReferenceEntry:
     """Split ``Authors. Title. Journal Year; vol:pages.`` into its parts (best effort)."""
-    m = None
-    for m in re.finditer(r"\s((?:19|20)\d{2})(?=;|\.|\s*$|\s*:)", text):
-        pass  # keep the last year-like token: titles may contain years, journals follow them
-    if m is None:
+    # The last year-like token: titles may contain years, and the journal comes before it.
+    years = list(re.finditer(r"\s((?:19|20)\d{2})(?=;|\.|\s*$|\s*:)", text))
+    if not years:
         return ReferenceEntry(n=n, text=text)
+    m = years[-1]
     year = int(m.group(1))
     head = text[: m.start()].strip()
     authors, _, rest = head.partition(". ")

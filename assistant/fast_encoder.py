@@ -12,10 +12,12 @@ fall back to sentence-transformers.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,11 +108,16 @@ class _Bert:
     eps: float
 
 
+# Serializes the encoders that cap BLAS threads: the cap is process-wide, and overlapping
+# set/restore pairs from two threads could leave it changed for good.
+_BLAS_LIMIT_LOCK = threading.Lock()
+
+
 class NumpyEncoder:
     """Encode texts like ``SentenceTransformer.encode`` with numpy only (no torch).
 
-    Build it with :meth:`from_model_dir`. Thread-safe for concurrent :meth:`encode` calls
-    (no state changes after loading, apart from the lazily built counting tokenizer).
+    Build it with :meth:`from_model_dir`. Safe to share between threads: nothing changes
+    after loading, apart from the lazily built counting tokenizer.
     """
 
     def __init__(
@@ -123,6 +130,7 @@ class NumpyEncoder:
         pooling_modes: tuple[str, ...],
         normalizes: bool,
         lowercase: bool,
+        blas_threads: int | None = None,
     ) -> None:
         self._bert = bert
         self._tokenizer = tokenizer
@@ -132,14 +140,24 @@ class NumpyEncoder:
         self._pooling_modes = pooling_modes
         self._normalizes = normalizes
         self._lowercase = lowercase
+        self._blas_threads = blas_threads
+        self._blas_controller: Any = None
+        if blas_threads is not None:
+            from threadpoolctl import ThreadpoolController  # after numpy loaded its BLAS
+
+            self._blas_controller = ThreadpoolController().select(user_api="blas")
 
     @classmethod
-    def from_model_dir(cls, path: str | Path) -> NumpyEncoder:
+    def from_model_dir(cls, path: str | Path, *, blas_threads: int | None = None) -> NumpyEncoder:
         """Load a sentence-transformers BERT model folder.
 
         Args:
             path: folder with ``modules.json``, ``config.json``, ``tokenizer.json``,
                 ``model.safetensors``, ``sentence_bert_config.json`` and the pooling folder.
+            blas_threads: cap on BLAS threads while :meth:`encode` runs (then restored;
+                needs ``threadpoolctl``); None leaves BLAS threading alone. ``1`` makes
+                latency robust when the CPUs are busy: multi-threaded OpenBLAS on small
+                matrices then slows down several-fold (see ``benchmarks/encoder_speed.py``).
 
         Returns:
             The encoder, weights in float32 with matrices pre-transposed.
@@ -169,6 +187,7 @@ class NumpyEncoder:
             pooling_modes=pooling_modes,
             normalizes=normalizes,
             lowercase=bool(st_config.get("do_lower_case", False)),
+            blas_threads=blas_threads,
         )
 
     @property
@@ -217,13 +236,22 @@ class NumpyEncoder:
             return out
         encodings = self._tokenize(texts)
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            ids, mask = _pad([encodings[i] for i in rows])
-            out[rows] = self._pool(self._forward(ids, mask), mask)
+        with self._blas_limited():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                ids, mask = _pad([encodings[i] for i in rows])
+                out[rows] = self._pool(self._forward(ids, mask), mask)
         if normalize or self._normalizes:
             _l2_normalize_(out)
         return out
+
+    @contextlib.contextmanager
+    def _blas_limited(self) -> Iterator[None]:
+        if self._blas_controller is None:
+            yield
+            return
+        with _BLAS_LIMIT_LOCK, self._blas_controller.limit(limits=self._blas_threads):
+            yield
 
     def _prepare(self, text: str) -> str:
         return text.lower() if self._lowercase else text

@@ -79,7 +79,12 @@ def test_citation_markers(text: str, expected: list[int]) -> None:
 
 def test_citation_with_question_mark_title() -> None:
     c = parse_citation(4, "Woolf CJ. What is this thing called pain? J Clin Invest 2010; 120:3742.")
-    assert (c.authors, c.title, c.journal, c.year) == ("Woolf CJ", "What is this thing called pain?", "J Clin Invest", 2010)
+    assert (c.authors, c.title, c.journal, c.year) == (
+        "Woolf CJ",
+        "What is this thing called pain?",
+        "J Clin Invest",
+        2010,
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,12 @@ from assistant.index import Index, build_index, ensure_index, make_faiss_index, 
 from assistant.types import Document, Section
 
 DOCS = [
-    Document("d1", "Walking", (Section("body", "Walking programmes reduced chronic back pain in adults."),), {"species": "human"}),
+    Document(
+        "d1",
+        "Walking",
+        (Section("body", "Walking programmes reduced chronic back pain in adults."),),
+        {"species": "human"},
+    ),
     Document("d2", "Swimming rats", (Section("body", "Swimming reduced pain behaviour in rats."),), {"species": "rat"}),
     Document(
         "d3",
