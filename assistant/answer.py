@@ -500,7 +500,9 @@ class Answerer:
         trials = [n for n in human if metas[n].get("design_group") in ("trial", "cohort")]
         reviews = [n for n in human if metas[n].get("design_group") == "review"]
         if trials and not reviews:
-            sizes = [metas[n].get("sample_size") for n in trials if isinstance(metas[n].get("sample_size"), int)]
+            sizes: list[int] = [
+                int(metas[n]["sample_size"]) for n in trials if isinstance(metas[n].get("sample_size"), int)
+            ]
             if len(trials) == 1:
                 size = f" of {sizes[0]} people" if sizes else ""
                 notes.append(
@@ -557,7 +559,8 @@ class Answerer:
         lines = []
         low = text.lower()
         for term, meaning in glossary.items():
-            if re.search(rf"\b{re.escape(term.lower())}\b", low):
+            # The substring test is a cheap exact pre-filter: the regex can only match a substring.
+            if term.lower() in low and re.search(rf"\b{re.escape(term.lower())}\b", low):
                 lines.append(f"{term[:1].upper()}{term[1:]}: {meaning}")
             if len(lines) >= 4:
                 break

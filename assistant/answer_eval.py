@@ -79,7 +79,10 @@ def evaluate_answers(bot: Any, dataset: Path = DEFAULT_ANSWER_SETS, progress: bo
 
     failures: dict[str, list[str]] = {k: [] for k in ("abstained_in_scope", "answered_out_of_scope", "missed_red_flag",
                                                       "false_alarm", "follow_up_miss", "not_traceable", "grade_over_8")}  # fmt: skip
-    precisions, recalls, traceable, grades = [], [], [], {"clinician": [], "patient": []}
+    precisions: list[float] = []
+    recalls: list[float] = []
+    traceable: list[float] = []
+    grades: dict[str, list[float]] = {"clinician": [], "patient": []}
     abstained_in = 0
     for item in sets["in_scope"]:
         mode = item.get("mode", "clinician")

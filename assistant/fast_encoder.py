@@ -130,7 +130,7 @@ class NumpyEncoder:
         pooling_modes: tuple[str, ...],
         normalizes: bool,
         lowercase: bool,
-        blas_threads: int | None = None,
+        blas_threads: int | None,
     ) -> None:
         self._bert = bert
         self._tokenizer = tokenizer
@@ -141,23 +141,21 @@ class NumpyEncoder:
         self._normalizes = normalizes
         self._lowercase = lowercase
         self._blas_threads = blas_threads
-        self._blas_controller: Any = None
-        if blas_threads is not None:
-            from threadpoolctl import ThreadpoolController  # after numpy loaded its BLAS
-
-            self._blas_controller = ThreadpoolController().select(user_api="blas")
+        self._blas_controller = None if blas_threads is None else _blas_controller()
 
     @classmethod
-    def from_model_dir(cls, path: str | Path, *, blas_threads: int | None = None) -> NumpyEncoder:
+    def from_model_dir(cls, path: str | Path, *, blas_threads: int | None = 1) -> NumpyEncoder:
         """Load a sentence-transformers BERT model folder.
 
         Args:
             path: folder with ``modules.json``, ``config.json``, ``tokenizer.json``,
                 ``model.safetensors``, ``sentence_bert_config.json`` and the pooling folder.
-            blas_threads: cap on BLAS threads while :meth:`encode` runs (then restored;
-                needs ``threadpoolctl``); None leaves BLAS threading alone. ``1`` makes
-                latency robust when the CPUs are busy: multi-threaded OpenBLAS on small
-                matrices then slows down several-fold (see ``benchmarks/encoder_speed.py``).
+            blas_threads: cap on BLAS threads while :meth:`encode` runs, restored after it
+                (process-wide meanwhile; needs ``threadpoolctl``, else ignored). None leaves
+                BLAS threading alone. The default 1 suits queries: a second OpenBLAS thread
+                gains at most ~1.4x on them when the CPUs are idle, but slows them down
+                several-fold when other processes keep the CPUs busy. Pass None for bulk
+                encoding on an idle machine.
 
         Returns:
             The encoder, weights in float32 with matrices pre-transposed.
@@ -405,6 +403,15 @@ def _l2_normalize_(x: FloatArray) -> None:
     """In-place row L2 normalization, with torch's ``F.normalize`` floor of 1e-12."""
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
     x /= np.maximum(norms, np.float32(1e-12))
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's handle on the loaded BLAS libraries, or None without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController().select(user_api="blas")  # numpy's BLAS is loaded by now
 
 
 def _pad(encodings: Sequence[Encoding]) -> tuple[IntArray, NDArray[np.bool_] | None]:

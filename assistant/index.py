@@ -80,6 +80,7 @@ def make_faiss_index(vectors: np.ndarray, kind: str = "flat", params: Mapping[st
     n, dim = vectors.shape
     if kind == "ivf" and n < 1000:
         kind = "flat"
+    index: Any
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":

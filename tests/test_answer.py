@@ -7,6 +7,7 @@ import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -198,7 +199,7 @@ def test_to_dict_contract(bot) -> None:  # type: ignore[no-untyped-def]
 
 class _ChatServer(BaseHTTPRequestHandler):
     reply = ""
-    requests: list[dict] = []
+    requests: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -179,12 +179,13 @@ def test_stream_prefixes_end_at_sentences_and_keep_markers() -> None:
 
 def test_history_and_exports() -> None:
     cits = [_citation(22), _citation(22, passage="Other part.")]
-    conv = [{"question": "Bed rest?", "mode": "patient", "filters": {}, "answer": _answer("Stay active [22].", cits)}]
+    answer = _answer("Stay active [22].", cits)
+    conv = [{"question": "Bed rest?", "mode": "patient", "filters": {}, "answer": answer}]
     assert webui.history_for_ask(conv) == [
         {"role": "user", "content": "Bed rest?"},
         {"role": "assistant", "content": "Stay active [22]."},
     ]
-    copied = webui.answer_with_references(conv[0]["answer"])
+    copied = webui.answer_with_references(answer)
     assert copied.startswith("Stay active [22].\n\nReferences\n22. Hagen KB")
     assert copied.count("\n22. ") == 1 and "PMID: 15266458." in copied
     md = webui.conversation_markdown(conv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def test_windows_respect_budget_and_overlap() -> None:
     assert all(count(" ".join(w)) <= 30 for w in windows)
     assert {s for w in windows for s in w} == set(sentences)
     # Each window after the first starts with the last sentence of the previous one.
-    for prev, nxt in zip(windows, windows[1:], strict=False):
+    for prev, nxt in itertools.pairwise(windows):
         assert nxt[0] == prev[-1]
 
 

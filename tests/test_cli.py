@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -100,7 +101,7 @@ def test_retrieve_writes_a_trec_run(lbp_index_dir: Path, tmp_path: Path) -> None
     assert {x[2] for x in q2[:2]} == {"ref-30", "ref-31"}  # BM25 lists only documents that match
     assert q1[0][1] == "Q0" and q1[0][2] == "ref-22" and q1[0][3] == "1" and q1[0][5] == "bm25"
     assert [int(x[3]) for x in q1] == list(range(1, 11))
-    assert all(float(a[4]) >= float(b[4]) for a, b in zip(q1, q1[1:], strict=False))
+    assert all(float(a[4]) >= float(b[4]) for a, b in itertools.pairwise(q1))
 
 
 def test_export_beir(tmp_path: Path, lbp_index_dir: Path) -> None:
