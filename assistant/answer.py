@@ -129,7 +129,7 @@ DOC_WEIGHT = 0.5
 MIN_SENTENCE_SIMILARITY = 0.30
 MIN_TOP_DOC_SIMILARITY = 0.10
 SENTENCE_MARGIN = 0.12
-FINDING_BONUS = 0.04
+FINDING_BONUS = 0.08
 MAX_PATIENT_GRADE = 8.0
 SECTION_BONUS = {"key_findings": 0.05, "conclusion": 0.05, "plain_language": 0.0, "summary": 0.0, "body": 0.0}
 
@@ -147,6 +147,15 @@ _FINDING = re.compile(
     r"similar|same|effective|benefit\w*|protect\w*|risk|SMD|RR|CI|found|showed|suggest\w*)\b",
     re.IGNORECASE,
 )
+# Sentences that frame a study rather than report what it found.
+_FRAMING = re.compile(
+    r"^(this|the|in this|these|our) (cochrane |systematic |narrative |qualitative )?(review|study|trial|meta-analysis|"
+    r"article|paper|analysis|authors?)\b.{0,40}\b(set out|looked|asked|aimed|examined|evaluated|assessed|compared|"
+    r"investigated|describe[sd]?|searched|included|pooled|followed)\b|\b(is one of the most common|has long been debated|"
+    r"is often recommended|are a very popular)\b",
+    re.IGNORECASE,
+)
+FRAMING_PENALTY = 0.08
 _DOSE_TEXT = re.compile(r"\b\d+\s?(mg|mcg|milligrams?)\b", re.IGNORECASE)
 _MARKER = re.compile(r"\s*\[\d+(?:\s*[-–,]\s*\d+)*\]")
 
@@ -385,6 +394,7 @@ class Answerer:
                 continue
             score = float(sims[i]) + SECTION_BONUS.get(str(rec.get("section")), 0.0)
             score += FINDING_BONUS if _FINDING.search(rec["text"]) else 0.0
+            score -= FRAMING_PENALTY if _FRAMING.search(rec["text"]) else 0.0
             score += DOC_WEIGHT * (docs[rec["doc_id"]] - 1.0)
             scored.append((score, i, r))
         if not scored:

@@ -539,12 +539,12 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
     for i, name in enumerate(names):
         values = [report["retrievers"][name]["mean"][m] for m in metrics]
         bars = axes[0].bar(x + (i - (len(names) - 1) / 2) * width, values, width, label=name)
-        axes[0].bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+        axes[0].bar_label(bars, fmt="%.3f", fontsize=6, padding=2, rotation=90)
     ds = report.get("dataset", {})
     axes[0].set_title(f"{ds.get('name', '')} ({ds.get('split', '')}), {report['n_queries']} queries")
     axes[0].set_xticks(x, [metric_label(m) for m in metrics])
-    axes[0].set_ylim(0, 1.08)
-    axes[0].legend(loc="lower right", fontsize=8)
+    axes[0].set_ylim(0, 1.15)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(names), fontsize=8)
     if groups:
         main = metrics[0]
         gx = np.arange(len(groups))
@@ -553,7 +553,7 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
             values = [by.get(g, {}).get("mean", {}).get(main, 0.0) for g in groups]
             axes[1].bar(gx + (i - (len(names) - 1) / 2) * width, values, width, label=name)
         axes[1].set_xticks(gx, groups)
-        axes[1].set_ylim(0, 1.08)
+        axes[1].set_ylim(0, 1.15)
         axes[1].set_title(f"{metric_label(main)} by {field}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ FloatArray = NDArray[np.float32]
 IntArray = NDArray[np.int64]
 
 WEIGHTS_FILE = "model.safetensors"
+_REQUIRED_CONFIG_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "max_position_embeddings")
 SUPPORTED_POOLING = ("cls", "mean", "max", "mean_sqrt_len_tokens")
 # Legacy ``1_Pooling/config.json`` flags, in the order sentence-transformers concatenates them.
 _LEGACY_POOLING_FLAGS = {
@@ -154,8 +155,9 @@ class NumpyEncoder:
                 (process-wide meanwhile; needs ``threadpoolctl``, else ignored). None leaves
                 BLAS threading alone. The default 1 suits queries: a second OpenBLAS thread
                 gains at most ~1.4x on them when the CPUs are idle, but slows them down
-                several-fold when other processes keep the CPUs busy. Pass None for bulk
-                encoding on an idle machine.
+                several-fold when other processes keep the CPUs busy. While capped, encode
+                calls from several threads run one at a time. Pass None for bulk encoding
+                on an idle machine.
 
         Returns:
             The encoder, weights in float32 with matrices pre-transposed.
@@ -230,7 +232,7 @@ class NumpyEncoder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        if not texts:
+        if len(texts) == 0:
             return out
         encodings = self._tokenize(texts)
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
@@ -454,6 +456,9 @@ def _read_modules(model_dir: Path) -> tuple[Path, Path, bool]:
 
 
 def _check_architecture(config: dict[str, Any]) -> None:
+    missing = [key for key in _REQUIRED_CONFIG_KEYS if not isinstance(config.get(key), int)]
+    if missing:
+        raise UnsupportedModelError(f"config.json lacks integer {missing}")
     if config.get("model_type") != "bert":
         raise UnsupportedModelError(f"model_type {config.get('model_type')!r} is not 'bert'")
     if config.get("hidden_act", "gelu") != "gelu":
@@ -521,14 +526,19 @@ def _load_bert(weights: dict[str, np.ndarray], config: dict[str, Any]) -> _Bert:
     layers = []
     for i in range(int(config["num_hidden_layers"])):
         p = f"encoder.layer.{i}."
-        qkv_w = np.concatenate([get(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")]).T
-        qkv_b = np.concatenate([get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+        # One (hidden, 3 * hidden) matrix for query, key and value; the softmax scale is folded
+        # into the query columns.
+        projections = [p + f"attention.self.{n}" for n in ("query", "key", "value")]
+        qkv_b = np.concatenate([get(name + ".bias") for name in projections])
         hidden = qkv_b.shape[0] // 3
+        qkv_w = np.empty((hidden, 3 * hidden), dtype=np.float32)
+        for k, name in enumerate(projections):
+            qkv_w[:, k * hidden : (k + 1) * hidden] = get(name + ".weight").T
         qkv_w[:, :hidden] *= scale
         qkv_b[:hidden] *= scale
         layers.append(
             _Layer(
-                qkv_w=np.ascontiguousarray(qkv_w),
+                qkv_w=qkv_w,
                 qkv_b=qkv_b,
                 attn_out_w=matrix(p + "attention.output.dense"),
                 attn_out_b=get(p + "attention.output.dense.bias"),

@@ -50,6 +50,7 @@ ADDED_DOCUMENTS = "documents.jsonl"
 SENTENCES = "sentences.jsonl"
 SENTENCE_EMBEDDINGS = "sentence_embeddings.npy"
 VERIFY_BELOW_BYTES = 256 * 2**20
+_PASSAGE_ONLY_KEYS = ("section", "audience", "n_tokens", "n_tiktoken")
 
 Log = Callable[[str], None]
 
@@ -273,17 +274,16 @@ class Index:
         return self.passages[self._by_id[passage_id]]
 
     def documents_metadata(self) -> dict[str, dict[str, Any]]:
-        """Document id -> the metadata of its first passage (document-level fields)."""
+        """Document id -> the metadata of its first passage (document-level fields), with
+        ``sections``, the names of all its sections."""
         out: dict[str, dict[str, Any]] = {}
+        sections: dict[str, set[str]] = {}
         for p in self.passages:
+            sections.setdefault(p.doc_id, set()).add(str(p.metadata.get("section", "")))
             if p.doc_id not in out:
-                meta = {
-                    k: v for k, v in p.metadata.items() if k not in ("section", "audience", "n_tokens", "n_tiktoken")
-                }
-                meta["sections"] = sorted(
-                    {q.metadata.get("section", "") for q in self.passages if q.doc_id == p.doc_id}
-                )
-                out[p.doc_id] = meta
+                out[p.doc_id] = {k: v for k, v in p.metadata.items() if k not in _PASSAGE_ONLY_KEYS}
+        for doc_id, meta in out.items():
+            meta["sections"] = sorted(sections[doc_id])
         return out
 
     # ------------------------------------------------------------------ persistence
@@ -378,6 +378,17 @@ class Index:
         report = AddReport()
         if not documents:
             return report
+        if self.manifest.get("model") != settings.model:
+            raise IndexProblem(
+                f"index at {self.path} was built with model {self.manifest.get('model')!r}, not {settings.model!r}; "
+                "rebuild it or use the same model"
+            )
+        with _build_lock(self.path):
+            return self._add_documents(documents, source, settings, log, report)
+
+    def _add_documents(
+        self, documents: Sequence[Document], source: str, settings: Settings, log: Log, report: AddReport
+    ) -> AddReport:
         tokenizer, count_tt = _counters(settings)
         limit = int(self.manifest["chunking"]["max_tokens"])
         overlap = int(self.manifest["chunking"]["overlap_tokens"])

@@ -263,3 +263,16 @@ def test_extra_modules_raise_unsupported(model_dir: Path, tmp_path: Path) -> Non
     (folder / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(UnsupportedModelError, match="Dense"):
         NumpyEncoder.from_model_dir(folder)
+
+
+def test_blas_thread_cap_is_restored_and_changes_nothing(encoder: NumpyEncoder, model_dir: Path) -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    before = blas_threads()
+    capped = encoder.encode(SENTENCES[:8])  # the fixture caps BLAS at 1 thread (the default)
+    assert blas_threads() == before
+    uncapped = NumpyEncoder.from_model_dir(model_dir, blas_threads=None).encode(SENTENCES[:8])
+    np.testing.assert_allclose(capped, uncapped, atol=1e-6)
