@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from assistant.config import Settings
-from assistant.conversation import _STOPWORDS as _STOP
-from assistant.conversation import content_words, normalize_history, standalone_query
+from assistant.conversation import normalize_history, standalone_query
 from assistant.corpus import parse_citation_markers
 from assistant.fusion import aggregate_max, top_k
 from assistant.index import bm25_tokenize
 from assistant.retrieval import Filters, Retriever
+from assistant.scope import FOLLOW_UP_DENSE, Coverage, assess_coverage
 from assistant.types import Answer, Citation, Hit, Turn
 
 MODES = ("clinician", "patient")
@@ -65,62 +65,6 @@ STUDY_HEADING = "Study details:"
 NOTES_HEADING_CLINICIAN = "Strength of evidence:"
 GLOSSARY_HEADING = "Words to know:"
 MAX_STUDY_DETAILS = 3
-
-_DRUGS = (
-    r"\b(ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|nsaids?|opioids?|tramadol|oxycodone|"
-    r"codeine|morphine|gabapentin|pregabalin|diclofenac|duloxetine|amitriptyline|muscle relaxants?|steroids?)\b"
-)
-
-# "without pills", "other than medicine": asking for the alternative to medicines is in scope.
-_NOT_MEDICINE = re.compile(
-    r"(\b(without|instead of|other than|besides|rather than|apart from|not|no|avoid\w*)|n't)\W+(\w+\W+){0,2}"
-    r"(pills?|medicines?|medications?|painkillers?|drugs?)\b",
-    re.IGNORECASE,
-)
-
-# Requests the corpus cannot answer whatever the retrieval scores say. Retrieval evidence
-# decides the rest (see Coverage); these only name what retrieval cannot tell apart.
-_OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
-    "dosing": re.compile(
-        r"\b(\d+\s?(mg|mcg|milligrams?|micrograms?)|dos(e|es|age|ing)|prescri(be|bed|ption) (for|of) (pain|medicine|drugs?)|"
-        r"(how (much|many|often)|can i|should i|is it safe to|what (pills?|drugs?|medicines?|medications?))\b.{0,40}"
-        r"\b(take|taking|pills?|tablets?|medicines?|medications?|drugs?|painkillers?)|"
-        r"(take|taking)\b.{0,20}\b(ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|opioids?|tramadol|"
-        r"oxycodone|codeine|gabapentin|pregabalin|diclofenac|muscle relaxants?)|"
-        r"\b(most|maximum|max)\b.{0,40}\b(take|pills?|tablets?)\b|"
-        rf"{_DRUGS}.{{0,40}}\b(take|taking)\b)\b",
-        re.IGNORECASE,
-    ),
-    # A question about medicines that mentions no exercise or activity at all.
-    "medication": re.compile(
-        rf"^(?!.*\b(exercis\w*|activ\w*|walk\w*|mov\w*|train\w*|yoga|pilates|physio\w*|stretch\w*|sport\w*|"
-        rf"swim\w*|run\w*|rest\w*|therap\w*)\b).*({_DRUGS}|\b(medicines?|medications?|pills?|painkillers?|drugs?)\b)",
-        re.IGNORECASE,
-    ),
-    "surgery": re.compile(
-        r"\b(surgery|surgical|operation|operate|spinal fusion|fusion surgery|discectomy|laminectomy|"
-        r"disc replacement|(knee|hip|joint) replacement|microdiscectomy|decompression)\b",
-        re.IGNORECASE,
-    ),
-    "procedure": re.compile(
-        r"\b(injections?|epidurals?|steroid shots?|nerve blocks?|radiofrequency|ablation|acupuncture|chiropract\w*|"
-        r"spinal manipulation|massage chair|tens unit)\b",
-        re.IGNORECASE,
-    ),
-    "imaging": re.compile(r"\b(mri|x-?rays?|ct scans?|scans?|imaging|radiograph\w*)\b", re.IGNORECASE),
-    "instructions": re.compile(
-        r"\b(ignore (all |any |your |the |previous |prior )*(instructions|rules|prompt)|system prompt|"
-        r"your (instructions|prompt|rules)|jailbreak|pretend (to be|you are)|act as|you are now|developer mode|"
-        r"print (your|the) (prompt|instructions)|reveal (your|the) (prompt|instructions))",
-        re.IGNORECASE,
-    ),
-}
-
-# Calibrated on datasets/lbp-dev/answers (dev split) with `python -m assistant eval-answers --calibrate`.
-DENSE_IN_SCOPE = 0.40
-DENSE_WITH_UNKNOWN_TERMS = 0.55
-MAX_UNKNOWN_SHARE = 0.34
-FOLLOW_UP_DENSE = 0.45
 
 # Sentence selection (tuned on the dev split of datasets/lbp-dev/answers).
 MAX_CANDIDATE_DOCS = 6
@@ -174,20 +118,6 @@ def cite(sentence: str, refs: Sequence[int]) -> str:
     if m:
         return f"{sentence[: m.start()]} {marker}{m.group(1)}"
     return f"{sentence} {marker}"
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """Retrieval evidence that the corpus covers a question."""
-
-    in_scope: bool
-    reason: str
-    dense_top: float
-    bm25_top: float
-    agreement: bool
-    unknown_terms: tuple[str, ...]
-    unknown_share: float
-    intent: str | None = None
 
 
 @dataclass
@@ -250,30 +180,20 @@ class Answerer:
         return not top or top[0][1] < FOLLOW_UP_DENSE
 
     def coverage(self, query: str, hits: Sequence[Hit]) -> Coverage:
-        """Decide from retrieval evidence whether the corpus covers ``query``."""
+        """Decide from retrieval evidence whether the corpus covers ``query`` (see :mod:`assistant.scope`)."""
         dense_top = max((h.components.get("dense", 0.0) for h in hits), default=0.0)
         if self.retriever.expand(query) != query:  # judge coverage on the user's own words
             raw = self.retriever.dense_scores(query, 1)
             dense_top = raw[0][1] if raw else 0.0
         bm25_top = max((h.components.get("bm25", 0.0) for h in hits), default=0.0)
-        dense_docs = [h.doc_id for h in sorted(hits, key=lambda h: -h.components.get("dense", -1.0))][:3]
+        dense_docs = [h.doc_id for h in sorted(hits, key=lambda h: -h.components.get("dense", -1.0))][:1]
         bm25_docs = [
             h.doc_id for h in sorted(hits, key=lambda h: -h.components.get("bm25", -1.0)) if h.components.get("bm25")
-        ][:3]
-        agreement = bool(set(dense_docs[:1]) & set(bm25_docs))
+        ]
         tokens = bm25_tokenize([query], return_ids=False)[0]
-        unknown = tuple(t for t in tokens if t not in self._vocab and not t.isdigit() and t not in _STOP)
-        share = len(unknown) / len(tokens) if tokens else 1.0
-        for intent, pattern in _OUT_OF_SCOPE_INTENTS.items():
-            if pattern.search(query) and not (intent == "medication" and _NOT_MEDICINE.search(query)):
-                return Coverage(False, f"intent:{intent}", dense_top, bm25_top, agreement, unknown, share, intent)
-        if not tokens and dense_top < DENSE_WITH_UNKNOWN_TERMS:
-            return Coverage(False, "no searchable words", dense_top, bm25_top, agreement, unknown, share)
-        if dense_top < DENSE_IN_SCOPE:
-            return Coverage(False, "low dense similarity", dense_top, bm25_top, agreement, unknown, share)
-        if unknown and share >= MAX_UNKNOWN_SHARE and dense_top < DENSE_WITH_UNKNOWN_TERMS:
-            return Coverage(False, "terms not in the corpus", dense_top, bm25_top, agreement, unknown, share)
-        return Coverage(True, "covered", dense_top, bm25_top, agreement, unknown, share)
+        return assess_coverage(
+            query, dense_top, bm25_top, bool(set(dense_docs) & set(bm25_docs[:3])), tokens, self._vocab
+        )
 
     # ------------------------------------------------------------------ main entry
 
@@ -700,9 +620,3 @@ def traceable_share(answer: Answer, passages: Mapping[str, str]) -> float:
         text = strip_markers(str(s["text"]))
         ok += text in strip_markers(passages.get(str(s["passage_id"]), ""))
     return ok / len(answer.sentences)
-
-
-def content_overlap(a: str, b: str) -> float:
-    """Share of ``a``'s content words found in ``b`` (a cheap lexical check used in tests)."""
-    wa, wb = set(content_words(a)), set(content_words(b))
-    return len(wa & wb) / len(wa) if wa else 0.0

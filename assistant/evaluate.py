@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,11 @@ def compare_runs(
     if len(names) < 2 or not judged:
         return []
     pairs = [_ranx_inputs(judged, runs[name], name) for name in names]
-    report = compare(pairs[0][0], [r for _, r in pairs], list(metrics), stat_test=stat_test, max_p=max_p).to_dict()
+    with warnings.catch_warnings():
+        # scipy warns when all paired differences are equal; the p-value is then NaN -> None.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ranx_report = compare(pairs[0][0], [r for _, r in pairs], list(metrics), stat_test=stat_test, max_p=max_p)
+    report = ranx_report.to_dict()
     rows = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
