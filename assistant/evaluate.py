@@ -22,7 +22,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -349,6 +349,8 @@ def dataset_index(
     from assistant.index import ensure_index
 
     if dataset.corpus_file is not None:
+        # Retrieval benchmarks need no sentence vectors (those serve answer composition).
+        settings = settings.with_(sentence_embeddings=False)
         key = corpus_cache_key(dataset.corpus_file, settings)
         settings = settings.with_(index_dir=cache_root(cache_dir) / key, corpus_dir=dataset.path)
     return ensure_index(settings), settings
@@ -440,12 +442,21 @@ def run_eval(
             "corpus_hash": index.manifest.get("corpus_hash"),
             "index_dir": str(used.index_dir),
         },
-        "settings": {"k": k, "depth": max(depth, k), **used.build_fingerprint()},
+        "settings": {"k": k, "depth": max(depth, k), **_settings_record(used)},
         **report,
         "timing": {m: {"seconds": s, "ms_per_query": 1000 * s / n} for m, s in seconds.items()},
         "runs": run_files,
         "versions": _versions(),
     }
+
+
+def _settings_record(settings: Settings) -> dict[str, Any]:
+    """The settings as plain JSON values (build and search choices; paths as strings)."""
+    record = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        record[f.name] = str(value) if isinstance(value, Path) else value
+    return record
 
 
 def _versions() -> dict[str, str]:
@@ -632,7 +643,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     markdown = report_markdown(report)
     print(markdown, end="")
     if args.output:
-        _write_text(args.output, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        _write_text(args.output, json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
     if args.markdown:
         _write_text(args.markdown, markdown)
     if args.plot:
