@@ -136,6 +136,15 @@ def evaluate_answers(bot: Any, dataset: Path = DEFAULT_ANSWER_SETS, progress: bo
         if answer.red_flag:
             false_alarms += 1
             failures["false_alarm"].append(item["_id"])
+    heldout: dict[str, float] = {}
+    if (dataset / "red_flags_heldout.jsonl").is_file() and (dataset / "ordinary_heldout.jsonl").is_file():
+        # Written apart from the rules (by someone who had not read them), to check they generalize.
+        flagged = [ask(item["text"], "patient").red_flag for item in read_jsonl(dataset / "red_flags_heldout.jsonl")]
+        alarms = [ask(item["text"], "patient").red_flag for item in read_jsonl(dataset / "ordinary_heldout.jsonl")]
+        heldout = {
+            "red_flag_recall_heldout": sum(flagged) / max(1, len(flagged)),
+            "false_alarm_rate_heldout": sum(alarms) / max(1, len(alarms)),
+        }
     follow_hits = 0
     for conv in sets["conversations"]:
         first, second = conv["turns"][0], conv["turns"][1]
@@ -161,6 +170,7 @@ def evaluate_answers(bot: Any, dataset: Path = DEFAULT_ANSWER_SETS, progress: bo
         "red_flag_recall": red_hits / max(1, n_red),
         "red_flag_first": red_first / max(1, red_hits),
         "false_alarm_rate": false_alarms / max(1, len(sets["ordinary"])),
+        **heldout,
         "follow_up_hit_rate_at_5": follow_hits / max(1, len(sets["conversations"])),
         "grade_patient_mean": statistics.mean(grades["patient"]) if grades["patient"] else None,
         "grade_patient_max": max(grades["patient"]) if grades["patient"] else None,
