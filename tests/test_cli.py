@@ -132,3 +132,17 @@ def test_query_path_imports_stay_light(lbp_index_dir: Path, forbidden: str) -> N
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().endswith("CLEAN")
+
+
+def test_build_and_search_a_beir_folder(tmp_path: Path) -> None:
+    beir = REPO / "tests" / "fixtures" / "tiny-beir"
+    index = tmp_path / "beir-index"
+    out = run("build", "--corpus", str(beir), "--index", str(index)).stdout
+    ids = {json.loads(x)["_id"] for x in (beir / "corpus.jsonl").read_text().splitlines() if x.strip()}
+    assert f"{len(ids)} documents" in out
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["counts"]["documents"] == len(ids)
+    hits = json.loads(
+        run("search", "walking", "--json", "--documents", "--corpus", str(beir), "--index", str(index)).stdout
+    )
+    assert hits and {h["doc_id"] for h in hits} <= ids
