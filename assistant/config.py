@@ -52,7 +52,7 @@ class Settings:
         convex_alpha: weight of the dense score in the convex combination.
         fusion_depth: how many hits each retriever contributes to fusion.
         query_encoder: ``numpy`` (fast, no torch), ``torch`` or ``auto``.
-        batch_size: encoding batch size at build time.
+        batch_size: encoding batch size at build time (16 measured fastest here: docs/speed.md).
         query_expansion: expand queries with ``lay_terms.json`` of the corpus folder.
         sentence_embeddings: also embed every sentence at build time (answers then need
             no encoding beyond the query); off for retrieval-only benchmark indexes.
@@ -70,7 +70,7 @@ class Settings:
     convex_alpha: float = 0.5
     fusion_depth: int = 100
     query_encoder: str = "auto"
-    batch_size: int = 64
+    batch_size: int = 16
     sentence_embeddings: bool = True
     query_expansion: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

@@ -88,13 +88,28 @@ def tiktoken_counter(encoding: str) -> Any:
     return lambda text: len(enc.encode(text, disallowed_special=()))
 
 
+def import_sentence_transformers() -> Any:
+    """``sentence_transformers.SentenceTransformer``, imported offline and with torch's
+    OpenMP threads sleeping, not spinning, while they wait for work.
+
+    Spinning threads (OpenMP's default) collapse throughput when another process holds a
+    core: measured on 2 cores with one busy neighbour, 2,100-2,200 tokens/s encoding
+    against 2,400-2,500 with ``OMP_WAIT_POLICY=PASSIVE``, and up to twice slower under
+    heavier load; on an idle machine the two are within noise (docs/speed.md). The
+    variable only takes effect if torch is not imported yet; a value set by the user wins.
+    Vectors are unchanged.
+    """
+    _offline_env()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer
+
+
 @lru_cache(maxsize=2)
 def _sentence_transformer(model_path: str, device: str) -> Any:
     """One loaded model per (path, device) and process: loading costs seconds."""
-    _offline_env()
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(model_path, device=device)
+    return import_sentence_transformers()(model_path, device=device)
 
 
 class SentenceTransformerEncoder:
@@ -164,7 +179,7 @@ class _OneBlasThread:
 
     A one-query forward pass multiplies matrices of a dozen rows; handing half of each to a
     second BLAS thread costs more than it saves, and far more when the cores are busy
-    (measured: p50 10 ms on one thread against 40-75 ms on two, with the machine loaded; see
+    (measured: p50 10-22 ms on one thread against 39-152 ms on two, with the machine loaded; see
     docs/speed.md). The limit is counted, so concurrent queries restore it only when the
     last one finishes. Results are the same: each output element is still summed by one thread.
     """

@@ -91,7 +91,8 @@ class ChildRun:
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of benchmark children: offline, no analytics, the repo importable."""
-    env = dict(os.environ)
+    # LBP_* settings of the caller (another index, an LLM endpoint) would change what is measured.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBP_")}
     env.update(
         {
             "HF_HUB_OFFLINE": "1",

@@ -55,16 +55,21 @@ def lbp_questions() -> list[dict[str, str]]:
     return out
 
 
-def question_set(base: Iterable[dict[str, str]], per_question: int, offset: int = 0) -> list[dict[str, str]]:
-    """Each base question in ``per_question`` variants; distinct texts only."""
+def question_set(
+    base: Iterable[dict[str, str]], per_question: int, offset: int = 0, limit: int | None = None
+) -> list[dict[str, str]]:
+    """Each base question in ``per_question`` variants (distinct texts only), variant by
+    variant so that a ``limit`` keeps the whole mix of questions."""
+    base = list(base)
     seen: set[str] = set()
     out = []
-    for q in base:
-        for text in variants(q["text"], per_question, offset):
+    for i in range(per_question):
+        for q in base:
+            text = variants(q["text"], 1, offset + i)[0]
             if text not in seen:
                 seen.add(text)
                 out.append({**q, "text": text})
-    return out
+    return out[:limit]
 
 
 def pubmedqa_entries(limit: int | None = None) -> dict[str, Any]:
