@@ -186,14 +186,11 @@ class Answerer:
             raw = self.retriever.dense_scores(query, 1)
             dense_top = raw[0][1] if raw else 0.0
         bm25_top = max((h.components.get("bm25", 0.0) for h in hits), default=0.0)
-        dense_docs = [h.doc_id for h in sorted(hits, key=lambda h: -h.components.get("dense", -1.0))][:1]
-        bm25_docs = [
-            h.doc_id for h in sorted(hits, key=lambda h: -h.components.get("bm25", -1.0)) if h.components.get("bm25")
-        ]
+        dense_best = max(hits, key=lambda h: h.components.get("dense", -1.0)).doc_id if hits else None
+        bm25_ranked = sorted((h for h in hits if h.components.get("bm25")), key=lambda h: -h.components["bm25"])
+        agreement = dense_best in {h.doc_id for h in bm25_ranked[:3]}
         tokens = bm25_tokenize([query], return_ids=False)[0]
-        return assess_coverage(
-            query, dense_top, bm25_top, bool(set(dense_docs) & set(bm25_docs[:3])), tokens, self._vocab
-        )
+        return assess_coverage(query, dense_top, bm25_top, agreement, tokens, self._vocab)
 
     # ------------------------------------------------------------------ main entry
 
@@ -374,9 +371,11 @@ class Answerer:
                 for r in self.index.sentence_rows(only.doc_id)
                 if self.index.sentences[r]["audience"] == "patient" and r != only.row
             ]
-            easier = min(options, key=lambda c: grade([c]), default=None)
-            if easier is not None and grade([easier]) <= MAX_PATIENT_GRADE:
-                chosen = [easier]
+            graded = [(grade([c]), c.row, c) for c in options]
+            if graded:
+                easiest_grade, _, easiest = min(graded, key=lambda t: t[:2])
+                if easiest_grade <= MAX_PATIENT_GRADE:
+                    chosen = [easiest]
         return chosen
 
     # ------------------------------------------------------------------ composition

@@ -278,8 +278,7 @@ def rewrite_follow_up(message: str, previous_query: str, encode: Encode) -> str:
     if not content_words(new_phrase):
         return previous_query
     if _PRONOUNS.search(new_phrase):
-        topic = [w for w in content_words(previous_query) if w not in content_words(new_phrase)]
-        return " ".join(f"{_PRONOUNS.sub(' ', new_phrase)} {' '.join(topic)}".split())
+        return _with_topic(_PRONOUNS.sub(" ", new_phrase), previous_query, new_phrase)
     shared = set(content_words(previous_query))
     novel = [w for w in new_phrase.split() if w.lower().strip(",.?!") not in shared]
     novel_content = [w for w in novel if w.lower().strip(",.?!") not in _STOPWORDS]
@@ -333,6 +332,12 @@ def _rewrite(message: str, previous: str, encode: Encode, needs_context: NeedsCo
     if not previous or is_follow_up(message) or needs_context is None:
         return rewrite_follow_up(message, previous, encode)
     if len(content_words(message)) <= 6 and needs_context(message):
-        topic = [w for w in content_words(previous) if w not in content_words(message)]
-        return " ".join(f"{message.rstrip('?.! ')} {' '.join(topic)}".split())
+        return _with_topic(message.rstrip("?.! "), previous, message)
     return message
+
+
+def _with_topic(text: str, previous: str, message: str) -> str:
+    """``text`` followed by the content words of ``previous`` that ``message`` does not repeat."""
+    mentioned = set(content_words(message))
+    topic = [w for w in content_words(previous) if w not in mentioned]
+    return " ".join(f"{text} {' '.join(topic)}".split())
