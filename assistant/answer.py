@@ -181,10 +181,9 @@ class Answerer:
 
     def coverage(self, query: str, hits: Sequence[Hit]) -> Coverage:
         """Decide from retrieval evidence whether the corpus covers ``query`` (see :mod:`assistant.scope`)."""
-        dense_top = max((h.components.get("dense", 0.0) for h in hits), default=0.0)
-        if self.retriever.expand(query) != query:  # judge coverage on the user's own words
-            raw = self.retriever.dense_scores(query, 1)
-            dense_top = raw[0][1] if raw else 0.0
+        # Judged on the user's own words (no lay expansion, no feedback), over the whole index.
+        raw = self.retriever.dense_scores(query, 1)
+        dense_top = raw[0][1] if raw else 0.0
         bm25_top = max((h.components.get("bm25", 0.0) for h in hits), default=0.0)
         dense_best = max(hits, key=lambda h: h.components.get("dense", -1.0)).doc_id if hits else None
         bm25_ranked = sorted((h for h in hits if h.components.get("bm25")), key=lambda h: -h.components["bm25"])

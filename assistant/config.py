@@ -50,7 +50,14 @@ class Settings:
         fusion: default hybrid fusion, ``convex`` (measured best on the dev set) or ``rrf``.
         rrf_k: the RRF constant.
         convex_alpha: weight of the dense score in the convex combination.
-        fusion_depth: how many hits each retriever contributes to fusion.
+        fusion_depth: how many hits each retriever contributes to fusion; min-max bounds
+            come from these best hits whatever the number of hits asked for.
+        prf_passages: hybrid only: Rocchio pseudo-relevance feedback from this many top
+            fused passages before the final dense search (0: off).
+        prf_weight: weight of the feedback centroid.
+        prior_weight: hybrid only: weight of the evidence-strength prior
+            (:mod:`assistant.priors`).
+        phase_weight: hybrid only: weight of the LBP-phase match between question and study.
         query_encoder: ``numpy`` (fast, no torch), ``torch`` or ``auto``.
         batch_size: encoding batch size at build time (16 measured fastest here: docs/speed.md).
         query_expansion: expand queries with ``lay_terms.json`` of the corpus folder.
@@ -69,6 +76,10 @@ class Settings:
     rrf_k: int = 60
     convex_alpha: float = 0.5
     fusion_depth: int = 100
+    prf_passages: int = 5
+    prf_weight: float = 1.0
+    prior_weight: float = 0.15
+    phase_weight: float = 0.15
     query_encoder: str = "auto"
     batch_size: int = 16
     sentence_embeddings: bool = True

@@ -40,15 +40,38 @@ def normalize_min_max(scores: Mapping[K, float]) -> dict[K, float]:
     return {key: (s - lo) / (hi - lo) for key, s in scores.items()}
 
 
-def fuse_convex(dense: Mapping[K, float], lexical: Mapping[K, float], alpha: float = 0.5) -> dict[K, float]:
+def normalize_min_max_top(scores: Mapping[K, float], depth: int | None = None) -> dict[K, float]:
+    """Min-max normalization whose bounds come from the ``depth`` best scores only.
+
+    ``lo`` is the ``depth``-th best score and ``hi`` the best; every score is mapped by
+    ``(s - lo) / (hi - lo)`` and clipped to [0, 1], so scores below the ``depth``-th count 0.
+    With ``depth`` None (or at least ``len(scores)``) this is :func:`normalize_min_max`.
+    Fixing ``depth`` makes a normalized score independent of how many candidates were
+    retrieved, so a search for 10 hits and one for 500 rank their common top alike.
+    """
+    if depth is None or depth >= len(scores):
+        return normalize_min_max(scores)
+    if depth <= 0:
+        raise ValueError(f"depth must be positive, got {depth}")
+    best = sorted(scores.values(), reverse=True)
+    hi, lo = best[0], best[depth - 1]
+    if hi == lo:
+        return {key: 1.0 if s >= hi else 0.0 for key, s in scores.items()}
+    return {key: min(1.0, max(0.0, (s - lo) / (hi - lo))) for key, s in scores.items()}
+
+
+def fuse_convex(
+    dense: Mapping[K, float], lexical: Mapping[K, float], alpha: float = 0.5, depth: int | None = None
+) -> dict[K, float]:
     """Convex combination of min-max normalized scores.
 
     ``score(d) = alpha * norm_dense(d) + (1 - alpha) * norm_lexical(d)``; an id missing
-    from one list gets 0 for it (Bruch, Gai and Ingber, TOIS 2023).
+    from one list gets 0 for it (Bruch, Gai and Ingber, TOIS 2023). ``depth`` bounds the
+    normalization to each list's best ``depth`` scores (:func:`normalize_min_max_top`).
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    nd, nl = normalize_min_max(dense), normalize_min_max(lexical)
+    nd, nl = normalize_min_max_top(dense, depth), normalize_min_max_top(lexical, depth)
     return {key: alpha * nd.get(key, 0.0) + (1 - alpha) * nl.get(key, 0.0) for key in {*nd, *nl}}
 
 
@@ -103,3 +126,25 @@ def aggregate_max(passage_scores: Iterable[tuple[str, float]]) -> dict[str, floa
         if doc_id not in out or score > out[doc_id]:
             out[doc_id] = score
     return out
+
+
+def rocchio(query: np.ndarray, feedback: np.ndarray, beta: float = 1.0) -> np.ndarray:
+    """Pseudo-relevance feedback on a dense query (Rocchio, 1971).
+
+    ``q' = normalize(q + beta * mean(feedback))``: the query moves towards the centroid of
+    the top-ranked passages, which pulls in passages phrased like them (Li et al.,
+    "Pseudo relevance feedback with deep language models and dense retrievers", 2022).
+
+    Args:
+        query: the normalized query vector (dim,).
+        feedback: normalized vectors of the feedback passages (n, dim); n = 0 returns ``query``.
+        beta: weight of the centroid.
+
+    Returns:
+        A new unit-length float32 vector.
+    """
+    if len(feedback) == 0 or beta == 0:
+        return np.asarray(query, dtype=np.float32)
+    moved = np.asarray(query, dtype=np.float64) + beta * np.asarray(feedback, dtype=np.float64).mean(axis=0)
+    norm = np.linalg.norm(moved)
+    return (moved / norm if norm > 0 else moved).astype(np.float32)
