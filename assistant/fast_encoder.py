@@ -115,6 +115,72 @@ class _Bert:
     eps: float
 
 
+@dataclass(frozen=True)
+class ModelFolder:
+    """What a sentence-transformers BERT folder says about encoding, read and checked once.
+
+    Shared by :class:`NumpyEncoder` and :class:`assistant.onnx_encoder.OnnxEncoder`, so both
+    tokenize, truncate, pool and normalize exactly as ``SentenceTransformer.encode`` does.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    tokenizer_path: Path
+    weights_path: Path
+    max_seq_length: int
+    pooling_modes: tuple[str, ...]
+    normalizes: bool
+    lowercase: bool
+
+    @classmethod
+    def read(cls, path: str | Path) -> ModelFolder:
+        """Read ``modules.json``, the configs and the pooling folder of ``path``.
+
+        Raises:
+            UnsupportedModelError: a file is missing, or the architecture, pooling or module
+                stack is one the numpy and ONNX encoders do not reproduce.
+        """
+        model_dir = Path(path)
+        transformer_dir, pooling_dir, normalizes = _read_modules(model_dir)
+        config = _read_json(transformer_dir / "config.json")
+        _check_architecture(config)
+        st_config = _read_json(transformer_dir / "sentence_bert_config.json", required=False)
+        weights_path = transformer_dir / WEIGHTS_FILE
+        tokenizer_path = transformer_dir / "tokenizer.json"
+        pooling_modes = _read_pooling_modes(pooling_dir)
+        if not tokenizer_path.is_file():
+            raise UnsupportedModelError(f"{tokenizer_path} not found")
+        if not weights_path.is_file():
+            raise UnsupportedModelError(f"{weights_path} not found (only safetensors is supported)")
+        return cls(
+            path=model_dir,
+            config=config,
+            tokenizer_path=tokenizer_path,
+            weights_path=weights_path,
+            max_seq_length=_resolve_max_seq_length(transformer_dir, config, st_config),
+            pooling_modes=pooling_modes,
+            normalizes=normalizes,
+            lowercase=bool(st_config.get("do_lower_case", False)),
+        )
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config["hidden_size"])
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the sentence embeddings (hidden size times pooling modes)."""
+        return self.hidden_size * len(self.pooling_modes)
+
+    def tokenizer(self, *, truncate: bool = True) -> Tokenizer:
+        """The fast tokenizer without padding, truncating at ``max_seq_length`` if ``truncate``."""
+        return _load_tokenizer(self.tokenizer_path, max_length=self.max_seq_length if truncate else None)
+
+    def prepare(self, text: str) -> str:
+        """The text as the tokenizer should see it (lowercased if the model says so)."""
+        return text.lower() if self.lowercase else text
+
+
 class NumpyEncoder:
     """Encode texts like ``SentenceTransformer.encode`` with numpy only (no torch).
 
@@ -157,27 +223,16 @@ class NumpyEncoder:
             UnsupportedModelError: a file is missing, or the architecture, pooling or module
                 stack is one this encoder does not reproduce.
         """
-        model_dir = Path(path)
-        transformer_dir, pooling_dir, normalizes = _read_modules(model_dir)
-        config = _read_json(transformer_dir / "config.json")
-        _check_architecture(config)
-        st_config = _read_json(transformer_dir / "sentence_bert_config.json", required=False)
-        max_seq_length = _resolve_max_seq_length(transformer_dir, config, st_config)
-        pooling_modes = _read_pooling_modes(pooling_dir)
-        tokenizer_path = transformer_dir / "tokenizer.json"
-        tokenizer = _load_tokenizer(tokenizer_path, max_length=max_seq_length)
-        weights_path = transformer_dir / WEIGHTS_FILE
-        if not weights_path.is_file():
-            raise UnsupportedModelError(f"{weights_path} not found (only safetensors is supported)")
-        bert = _load_bert(load_file(str(weights_path)), config)
+        folder = ModelFolder.read(path)
+        bert = _load_bert(load_file(str(folder.weights_path)), folder.config)
         return cls(
             bert=bert,
-            tokenizer=tokenizer,
-            tokenizer_path=tokenizer_path,
-            max_seq_length=max_seq_length,
-            pooling_modes=pooling_modes,
-            normalizes=normalizes,
-            lowercase=bool(st_config.get("do_lower_case", False)),
+            tokenizer=folder.tokenizer(),
+            tokenizer_path=folder.tokenizer_path,
+            max_seq_length=folder.max_seq_length,
+            pooling_modes=folder.pooling_modes,
+            normalizes=folder.normalizes,
+            lowercase=folder.lowercase,
         )
 
     @property
@@ -231,7 +286,7 @@ class NumpyEncoder:
             ids, mask = _pad([encodings[i] for i in rows])
             out[rows] = self._pool(self._forward(ids, mask), mask)
         if normalize or self._normalizes:
-            _l2_normalize_(out)
+            l2_normalize_(out)
         return out
 
     def _prepare(self, text: str) -> str:
@@ -257,25 +312,38 @@ class NumpyEncoder:
         return x.reshape(batch, seq, -1)
 
     def _pool(self, hidden: FloatArray, mask: NDArray[np.bool_] | None) -> FloatArray:
-        """Sentence embeddings ``(batch, dim)`` from hidden states, per the pooling config."""
-        parts = []
-        for mode in self._pooling_modes:
-            if mode == "cls":
-                parts.append(hidden[:, 0])
-            elif mode == "max":
-                masked = hidden if mask is None else np.where(mask[:, :, None], hidden, -np.inf)
-                parts.append(masked.max(axis=1))
+        return pool_hidden_states(hidden, mask, self._pooling_modes)
+
+
+def pool_hidden_states(
+    hidden: FloatArray, mask: NDArray[np.bool_] | None, modes: Sequence[str] = ("mean",)
+) -> FloatArray:
+    """Sentence embeddings ``(batch, dim)`` from last hidden states ``(batch, seq, hidden)``.
+
+    Args:
+        hidden: the transformer's last hidden states.
+        mask: ``(batch, seq)``, True for real tokens; None when nothing is padded.
+        modes: the folder's pooling modes (``cls``, ``max``, ``mean``, ``mean_sqrt_len_tokens``),
+            concatenated in this order, as sentence-transformers does.
+    """
+    parts = []
+    for mode in modes:
+        if mode == "cls":
+            parts.append(hidden[:, 0])
+        elif mode == "max":
+            masked = hidden if mask is None else np.where(mask[:, :, None], hidden, -np.inf)
+            parts.append(masked.max(axis=1))
+        else:
+            if mask is None:
+                summed = hidden.sum(axis=1)
+                counts = np.full((hidden.shape[0], 1), hidden.shape[1], dtype=np.float32)
             else:
-                if mask is None:
-                    summed = hidden.sum(axis=1)
-                    counts = np.full((hidden.shape[0], 1), hidden.shape[1], dtype=np.float32)
-                else:
-                    weights = mask.astype(np.float32)
-                    summed = np.einsum("bsh,bs->bh", hidden, weights)
-                    counts = weights.sum(axis=1, keepdims=True)
-                counts = np.maximum(counts, np.float32(1e-9))
-                parts.append(summed / (counts if mode == "mean" else np.sqrt(counts)))
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+                weights = mask.astype(np.float32)
+                summed = np.einsum("bsh,bs->bh", hidden, weights)
+                counts = weights.sum(axis=1, keepdims=True)
+            counts = np.maximum(counts, np.float32(1e-9))
+            parts.append(summed / (counts if mode == "mean" else np.sqrt(counts)))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def _encoder_layer(
@@ -390,7 +458,7 @@ def _gelu_(x: FloatArray) -> None:
     x *= _normal_cdf(x)
 
 
-def _l2_normalize_(x: FloatArray) -> None:
+def l2_normalize_(x: FloatArray) -> None:
     """In-place row L2 normalization, with torch's ``F.normalize`` floor of 1e-12."""
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
     x /= np.maximum(norms, np.float32(1e-12))

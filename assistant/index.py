@@ -149,7 +149,17 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": sys.version.split()[0]}
-    for pkg in ("lbp-assistant", "faiss-cpu", "sentence-transformers", "bm25s", "numpy", "torch", "tiktoken"):
+    for pkg in (
+        "lbp-assistant",
+        "faiss-cpu",
+        "sentence-transformers",
+        "bm25s",
+        "numpy",
+        "torch",
+        "tiktoken",
+        "onnxruntime",
+        "onnx",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
     return out
@@ -403,12 +413,12 @@ class Index:
             next_k[doc.doc_id] = start + len(chunks)
             new_passages.extend(chunks)
         report.passages = len(new_passages)
-        from assistant.embedding import SentenceTransformerEncoder
+        from assistant.embedding import load_passage_encoder
 
-        log(f"Embedding {len(new_passages)} new passages ...")
-        vectors = SentenceTransformerEncoder(settings.model_path).encode(
-            [p.index_text for p in new_passages], batch_size=settings.batch_size, show_progress=len(new_passages) > 64
-        )
+        recorded = (self.manifest.get("encoders") or {}).get("passages") or {}
+        encoder, backend = load_passage_encoder(settings, log, backend=recorded.get("backend") or "torch")
+        log(f"Embedding {len(new_passages)} new passages ({backend}) ...")
+        vectors = _encode(encoder, [p.index_text for p in new_passages], settings.batch_size)
         passages = [*self.passages, *new_passages]
         embeddings = np.vstack([np.asarray(self.embeddings), vectors]).astype(np.float32)
         sentences: list[dict[str, Any]] | None = None
@@ -417,9 +427,7 @@ class Index:
             seen = {(r["doc_id"], r["text"]) for r in self.sentences}
             new_sentences = extract_sentences(new_passages, seen)
             new_vectors = (
-                SentenceTransformerEncoder(settings.model_path).encode(
-                    [r["text"] for r in new_sentences], batch_size=settings.batch_size
-                )
+                _encode(encoder, [r["text"] for r in new_sentences], settings.batch_size)
                 if new_sentences
                 else np.zeros((0, self.dim), dtype=np.float32)
             )
@@ -435,6 +443,7 @@ class Index:
                 "added": report.added,
                 "extended": report.extended,
                 "passages": report.passages,
+                "encoder": backend,
                 "at": _now(),
             },
         ]
@@ -516,6 +525,22 @@ def _write_index_folder(
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _encode(encoder: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    """Vectors of ``texts`` from a build encoder (ONNX or sentence-transformers), each
+    distinct text encoded once."""
+    from assistant.embedding import SentenceTransformerEncoder
+
+    unique = list(dict.fromkeys(texts))
+    if isinstance(encoder, SentenceTransformerEncoder):
+        vectors = encoder.encode(unique, batch_size=batch_size, show_progress=len(unique) > 64)
+    else:
+        vectors = encoder.encode(unique, batch_size=batch_size)
+    if len(unique) == len(texts):
+        return np.asarray(vectors, dtype=np.float32)
+    row = {text: i for i, text in enumerate(unique)}
+    return np.asarray(vectors[[row[t] for t in texts]], dtype=np.float32)
+
+
 def build_index(
     documents: Sequence[Document],
     settings: Settings,
@@ -537,7 +562,7 @@ def build_index(
     Returns:
         The loaded index.
     """
-    from assistant.embedding import SentenceTransformerEncoder
+    from assistant.embedding import load_passage_encoder
 
     target = Path(settings.index_dir)
     tokenizer, count_tt = _counters(settings)
@@ -553,16 +578,15 @@ def build_index(
     if not passages:
         raise ValueError("the corpus has no text to index")
     log(f"Building index at {target}: {len(all_docs)} documents, {len(passages)} passages (model {settings.model}) ...")
-    encoder = SentenceTransformerEncoder(settings.model_path)
-    vectors = encoder.encode([p.index_text for p in passages], batch_size=settings.batch_size, show_progress=True)
-    sentences: list[dict[str, Any]] | None = None
-    sentence_vectors = None
-    if settings.sentence_embeddings:
-        sentences = extract_sentences(passages)
-        log(f"Embedding {len(sentences)} sentences for answer composition ...")
-        sentence_vectors = encoder.encode(
-            [r["text"] for r in sentences], batch_size=settings.batch_size, show_progress=True
-        )
+    encoder, backend = load_passage_encoder(settings, log)
+    sentences = extract_sentences(passages) if settings.sentence_embeddings else None
+    texts = [p.index_text for p in passages] + [r["text"] for r in sentences or ()]
+    if sentences:
+        log(f"Embedding {len(passages)} passages and {len(sentences)} sentences for answer composition ({backend}) ...")
+    all_vectors = _encode(encoder, texts, settings.batch_size)
+    vectors = all_vectors[: len(passages)]
+    sentence_vectors = all_vectors[len(passages) :] if sentences is not None else None
+    encoders = {"passages": {"backend": backend, "precision": "float32", "batch_size": settings.batch_size}}
     faiss_params = dict(settings.extra.get("faiss_params", {}))
     faiss_index = make_faiss_index(vectors, settings.faiss_index, faiss_params)
     kind = settings.faiss_index if not (settings.faiss_index == "ivf" and len(passages) < 1000) else "flat"
@@ -586,6 +610,7 @@ def build_index(
         },
         "faiss": {"type": kind, "requested": settings.faiss_index, "params": faiss_params},
         "bm25": {"library": "bm25s", "k1": 1.2, "b": 0.75, "stopwords": "en", "stemmer": "snowball-english"},
+        "encoders": encoders,
         "fingerprint": settings.build_fingerprint(),
         "corpus_hash": corpus_hash or documents_hash(documents),
         "corpus_source": source,

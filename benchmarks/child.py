@@ -84,14 +84,21 @@ def cmd_hardware(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from assistant.embedding import import_sentence_transformers
+    from assistant.onnx_encoder import available_cores
+    from assistant.onnx_models import load_encoder
 
-    st = import_sentence_transformers()(model, device="cpu")  # as our build loads it
+    st = import_sentence_transformers()(model, device="cpu")  # as the peer (and a torch build) loads it
+    onnx_build = load_encoder(model, "fp32", threads=available_cores())  # our build encoder
+    onnx_query = load_encoder(model, "query-int8", threads=1)  # our query encoder
+    onnx_fp32_query = load_encoder(model, "fp32", threads=1)
     st.encode(texts[:4])
     fast.encode(texts[:4])
+    onnx_build.encode(texts[:4])
     runs: dict[str, Callable[[], Any]] = {
-        "torch_batch64": lambda: st.encode(texts, batch_size=64),  # our build (settings.batch_size)
+        "onnx_fp32_batch16": lambda: onnx_build.encode(texts, batch_size=16),  # our build (settings.batch_size)
+        "onnx_fp32_batch8": lambda: onnx_build.encode(texts, batch_size=8),
         "torch_batch32": lambda: st.encode(texts, batch_size=32),  # txtai's encodebatch
-        "torch_batch16": lambda: st.encode(texts, batch_size=16),
+        "torch_batch16": lambda: st.encode(texts, batch_size=16),  # our build with build_encoder=torch
         "numpy_batch32": lambda: fast.encode(texts, batch_size=32),
     }
     throughput: dict[str, float] = dict.fromkeys(runs, 0.0)
@@ -106,9 +113,16 @@ def cmd_hardware(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     single["torch_1_thread"] = summarize_ms(_timed(lambda q: st.encode([q]), queries))
     torch.set_num_threads(threads)
-    single["numpy_blas_default"] = summarize_ms(_timed(lambda q: fast.encode([q]), queries))
-    with threadpool_limits(1, user_api="blas"):
+    with threadpool_limits(1, user_api="blas"):  # as CachedQueryEncoder runs it
         single["numpy_blas_1_thread"] = summarize_ms(_timed(lambda q: fast.encode([q]), queries))
+    single["onnx_fp32_1_thread"] = summarize_ms(_timed(lambda q: onnx_fp32_query.encode([q]), queries))
+    single["onnx_int8_1_thread"] = summarize_ms(_timed(lambda q: onnx_query.encode([q]), queries))
+    reference = st.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
+    cosine: dict[str, dict[str, float]] = {}
+    for name, encoder in (("numpy", fast), ("onnx_fp32", onnx_fp32_query), ("onnx_int8", onnx_query)):
+        vectors = np.vstack([encoder.encode([q]) for q in queries])  # one at a time, as queries are
+        c = (vectors * reference).sum(1)
+        cosine[name] = {"min": round(float(c.min()), 6), "mean": round(float(c.mean()), 6)}
     bound = gflops["best"] * 1e9 / FLOP_PER_TOKEN
     return {
         "matmul_gflops": gflops,
@@ -121,6 +135,7 @@ def cmd_hardware(args: argparse.Namespace) -> dict[str, Any]:
         "tokens_per_s": throughput,
         "share_of_bound": {k: round(v / bound, 3) for k, v in throughput.items()},
         "single_query": single,
+        "cosine_vs_torch": cosine,
         "torch_threads": threads,
     }
 
@@ -133,18 +148,42 @@ def _encoded_tokens(texts: Sequence[str], model: str) -> int:
     return sum(min(n + 2, tok.max_seq_length) for n in tok.count_many(texts))
 
 
+def _import_build_modules(build_encoder: str) -> list[str]:
+    """Import what our build imports, so that import cost stays out of the timed build (the
+    peer's imports are excluded too). Returns the modules imported."""
+    import importlib
+
+    names = ["bm25s", "faiss", "Stemmer", "textstat", "tiktoken", "safetensors.numpy"]
+    if build_encoder == "torch":
+        from assistant.embedding import import_sentence_transformers
+
+        import_sentence_transformers()
+        names.append("sentence_transformers")
+    names += ["onnx", "onnxruntime"]  # the int8 query model is exported by every build
+    done = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+            done.append(name)
+        except ImportError:
+            pass
+    return done
+
+
 def cmd_build_ours(args: argparse.Namespace) -> dict[str, Any]:
-    from assistant.embedding import import_sentence_transformers
-
-    import_sentence_transformers()  # import cost is not build work (the peer's is excluded too)
-
     from assistant.config import Settings
+
+    base = Settings.from_env()
+    imported = _import_build_modules(args.build_encoder or base.build_encoder)
+
     from assistant.corpus import load_corpus
     from assistant.index import build_index
 
     settings = Settings(corpus_dir=Path(args.corpus), index_dir=Path(args.index), sentence_embeddings=args.sentences)
     if args.batch_size:
         settings = settings.with_(batch_size=args.batch_size)
+    if args.build_encoder:
+        settings = settings.with_(build_encoder=args.build_encoder)
     t = time.perf_counter()
     index = build_index(load_corpus(settings.corpus_dir), settings, log=lambda _msg: None)
     seconds = time.perf_counter() - t
@@ -156,6 +195,8 @@ def cmd_build_ours(args: argparse.Namespace) -> dict[str, Any]:
         "sentences": len(index.sentences),
         "tokens_encoded": _encoded_tokens(texts, settings.model_path),
         "batch_size": settings.batch_size,
+        "encoders": index.manifest.get("encoders"),
+        "imported_before_timing": imported,
         "peak_rss_mb_in_process": round(peak_rss_mb(), 1),
     }
 
@@ -263,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-sentences", dest="sentences", action="store_false")
     parser.add_argument("--batch-size", type=int, help="our build's encoding batch size (default: Settings)")
+    parser.add_argument("--build-encoder", help="our build's passage encoder: auto, onnx or torch (default: Settings)")
     args = parser.parse_args(argv)
     emit(COMMANDS[args.command](args))
     return 0

@@ -123,6 +123,8 @@ class Bench:
             extra = [] if corpus == "lbp" else ["--no-sentences"]  # as shipped / retrieval-only benchmark index
             if self.config.get("batch_size"):
                 extra += ["--batch-size", str(self.config["batch_size"])]
+            if self.config.get("build_encoder"):
+                extra += ["--build-encoder", str(self.config["build_encoder"])]
             run = run_script("child", "build-ours", "--corpus", str(self.corpus(corpus)), "--index", str(path), *extra)
         else:
             ours = self.index(corpus, "ours")
@@ -219,6 +221,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ann-queries", type=int)
     p.add_argument("--cold-runs", type=int)
     p.add_argument("--batch-size", type=int, help="encoding batch size of our builds (default: the Settings default)")
+    p.add_argument("--build-encoder", choices=("auto", "onnx", "torch"), help="passage encoder of our builds")
     return p.parse_args(argv)
 
 
@@ -230,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown part(s) {unknown}; choose from {', '.join(PARTS)}", file=sys.stderr)
         return 2
     config = dict(PRESETS["quick" if args.quick else "full"])
-    for key in ("pubmedqa_docs", "variants", "ann_sizes", "ann_queries", "cold_runs", "batch_size"):
+    for key in ("pubmedqa_docs", "variants", "ann_sizes", "ann_queries", "cold_runs", "batch_size", "build_encoder"):
         value = getattr(args, key)
         if value is not None:
             config[key] = None if key == "pubmedqa_docs" and value == 0 else value

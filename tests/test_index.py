@@ -112,3 +112,51 @@ def test_add_documents_appends_without_reembedding(settings: Settings) -> None:
     # A full rebuild of the base corpus keeps what was added.
     rebuilt = ensure_index(settings.with_(chunk_tokens=128), DOCS, log=lambda m: None)
     assert "d4#0" in {p.id for p in rebuilt.passages}
+
+
+def test_manifest_records_the_build_encoder(settings: Settings) -> None:
+    index = build_index(DOCS, settings, log=lambda m: None)
+    passages = index.manifest["encoders"]["passages"]
+    assert passages["backend"] == "onnx" and passages["precision"] == "float32"
+    assert index.manifest["fingerprint"]["build_encoder"] == "auto"
+    assert {"onnxruntime", "onnx"} <= set(index.manifest["versions"])
+    # another backend is another index: the setting is part of the fingerprint
+    reason = staleness(index.manifest, settings.with_(build_encoder="torch"), documents_hash(DOCS))
+    assert reason is not None and "build_encoder" in reason
+
+
+def test_onnx_and_torch_builds_give_the_same_vectors(settings: Settings) -> None:
+    onnx_built = build_index(DOCS, settings, log=lambda m: None)
+    onnx_vectors = np.asarray(onnx_built.embeddings).copy()
+    onnx_sentences = np.asarray(onnx_built.sentence_embeddings).copy()
+    torch_built = build_index(DOCS, settings.with_(build_encoder="torch"), log=lambda m: None)
+    assert torch_built.manifest["encoders"]["passages"]["backend"] == "torch"
+    assert (onnx_vectors * np.asarray(torch_built.embeddings)).sum(1).min() >= 0.99999
+    assert (onnx_sentences * np.asarray(torch_built.sentence_embeddings)).sum(1).min() >= 0.99999
+
+
+def test_added_documents_use_the_recorded_encoder(settings: Settings) -> None:
+    index = build_index(DOCS, settings.with_(build_encoder="torch"), log=lambda m: None)
+    new = Document("d4", "Pilates", (Section("body", "Pilates classes eased pain more than usual care."),), {})
+    messages: list[str] = []
+    index.add_documents([new], "test", settings, log=messages.append)  # settings say auto (onnx)
+    again = Index.load(settings.index_dir)
+    assert again.manifest["additions"][0]["encoder"] == "torch"
+    assert any("(torch)" in m for m in messages)
+
+
+def test_duplicate_texts_are_encoded_once(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import index as index_module
+
+    seen: list[int] = []
+
+    class Recorder:
+        def encode(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+            seen.append(len(texts))
+            return np.eye(len(texts), 4, dtype=np.float32)
+
+    vectors = index_module._encode(Recorder(), ["a", "b", "a", "c", "b"], 16)
+    assert seen == [3]
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    np.testing.assert_array_equal(vectors[1], vectors[4])
+    assert not np.array_equal(vectors[0], vectors[1])

@@ -191,7 +191,7 @@ def _passage_lines(folder: Path) -> list[str]:
 
 
 def test_ingest_adds_to_the_index_without_rebuilding(index_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from assistant import embedding
+    from assistant import index as index_module
     from assistant.index import Index
     from assistant.retrieval import Retriever
 
@@ -199,13 +199,13 @@ def test_ingest_adds_to_the_index_without_rebuilding(index_copy: Path, monkeypat
     old_lines = _passage_lines(index_copy)
     old_vectors = np.load(index_copy / "embeddings.npy")
     encoded: list[str] = []
-    original = embedding.SentenceTransformerEncoder.encode
+    original = index_module._encode  # every build encoder (ONNX or torch) goes through it
 
-    def counting_encode(self: Any, texts: Any, *args: Any, **kwargs: Any) -> Any:
+    def counting_encode(encoder: Any, texts: Any, batch_size: int) -> Any:
         encoded.extend(texts)
-        return original(self, texts, *args, **kwargs)
+        return original(encoder, texts, batch_size)
 
-    monkeypatch.setattr(embedding.SentenceTransformerEncoder, "encode", counting_encode)
+    monkeypatch.setattr(index_module, "_encode", counting_encode)
     settings = Settings(index_dir=index_copy)
     report = ingest_files(GOOD_FILES, settings, log=lambda msg: None)
 
