@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks.common import PYTHON, REPO_ROOT, child_env, free_port, run_child
 
 QUESTION = "Is exercise therapy effective for chronic low back pain?"
-HEAVY = ("torch", "gradio", "sentence_transformers", "transformers", "txtai", "pandas", "sklearn")
+HEAVY = ("torch", "gradio", "sentence_transformers", "transformers", "txtai", "pandas", "sklearn", "onnx")
 
 
 def _cli(command: str, index: Path, corpus: Path, text: str = QUESTION) -> list[str]:
