@@ -1,11 +1,11 @@
 """Encoders: passages at build time, queries at run time.
 
 - Passages and sentences (build): ONNX Runtime's float32 graph of the model
-  (:mod:`assistant.onnx_export`, cosine 1.0 against sentence-transformers, ~1.5x its speed
+  (:mod:`assistant.onnx_export`, cosine 1.0 against sentence-transformers, 1.5-2x its speed
   on two cores), or sentence-transformers (torch) when onnxruntime is missing or
   ``build_encoder="torch"``.
-- Queries (run time): the int8 SmoothQuant ONNX graph (~2.5x faster than numpy, cosine >=
-  0.99 to the float32 vectors), else :class:`assistant.fast_encoder.NumpyEncoder` (same
+- Queries (run time): the int8 SmoothQuant ONNX graph (~1.7x faster than numpy, cosine
+  0.999 to the float32 vectors; >= 0.99 is checked at export), else :class:`assistant.fast_encoder.NumpyEncoder` (same
   weights, numpy forward pass), else sentence-transformers. None of them imports torch
   except the last.
 

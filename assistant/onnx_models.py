@@ -3,12 +3,13 @@
     ~/.cache/lbp-assistant/onnx/            (``Settings.onnx_cache`` / ``$LBP_ONNX_CACHE``)
       weights.json                          sha256 of each weights file, by path, size and mtime
       <key>/fp32.onnx                       float32 graph: builds embed passages with it
-      <key>/query-int8.onnx                 int8 SmoothQuant graph: queries
+      <key>/query-int8.onnx                 int8 graph: queries (its own key)
       <key>/<variant>.json                  its size, sha256, export settings and cosine check
 
 ``<key>`` hashes the weights' content (sha256, computed once per weights file and remembered
-in ``weights.json``), the model's configs and the exporter's version and settings, so a new
-model, new weights or a new exporter never reuse an old file. A model is written on first use
+in ``weights.json``), the model's configs, the exporter's version and (int8) its quantization
+settings, so a new model, new weights or a new exporter never reuse an old file. Entries of
+old keys are left in place (delete the folder to reclaim them). A model is written on first use
 (no torch: :mod:`assistant.onnx_export` writes the graph from the safetensors weights), to a
 temporary file renamed into place, so concurrent processes and crashes leave either no file
 or a whole one. Loading checks size and sha256 against the sidecar; a missing, corrupt or
@@ -81,20 +82,21 @@ def weights_sha256(folder: ModelFolder, root: Path) -> str:
     return str(memo[identity])
 
 
-def cache_key(folder: ModelFolder, weights_digest: str) -> str:
-    """16 hex digits over the weights, the configs and the exporter's version and settings."""
+def cache_key(folder: ModelFolder, weights_digest: str, variant: str = "fp32") -> str:
+    """16 hex digits over the weights, the configs, the exporter's version and, for the int8
+    variant, its quantization settings (so a new calibration never re-exports float32)."""
     from assistant.onnx_encoder import STATS_PREFIX
-    from assistant.onnx_export import CALIBRATION_TEXTS, EXPORT_VERSION, FLOAT_LINEARS, SMOOTHING_ALPHA
+    from assistant.onnx_export import BLOCK_LINEARS, BLOCK_SIZE, CALIBRATION_TEXTS, EXPORT_VERSION, SMOOTHING_ALPHA
 
-    payload = {
-        "float_linears": FLOAT_LINEARS,
-        "weights": weights_digest,
-        "config": folder.config,
-        "export_version": EXPORT_VERSION,
-        "alpha": SMOOTHING_ALPHA,
-        "calibration": hashlib.sha256("\n".join(CALIBRATION_TEXTS).encode()).hexdigest(),
-        "stats": STATS_PREFIX,
-    }
+    payload: dict[str, Any] = {"weights": weights_digest, "config": folder.config, "export_version": EXPORT_VERSION}
+    if variant != "fp32":
+        payload.update(
+            variant=variant,
+            alpha=SMOOTHING_ALPHA,
+            block_linears=[BLOCK_LINEARS, BLOCK_SIZE],
+            calibration=hashlib.sha256("\n".join(CALIBRATION_TEXTS).encode()).hexdigest(),
+            stats=STATS_PREFIX,
+        )
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -117,7 +119,7 @@ def model_file(
         raise OnnxUnavailableError(str(exc)) from exc
     root = cache_dir(configured_cache)
     try:
-        entry = root / cache_key(folder, weights_sha256(folder, root))
+        entry = root / cache_key(folder, weights_sha256(folder, root), variant)
     except OSError as exc:
         raise OnnxUnavailableError(f"cannot read {folder.weights_path}: {exc}") from exc
     path, meta_path = entry / f"{variant}.onnx", entry / f"{variant}.json"
@@ -172,9 +174,9 @@ def _export(folder: ModelFolder, variant: str) -> tuple[bytes | None, dict[str, 
     from safetensors.numpy import load_file
 
     from assistant.onnx_export import (
+        BLOCK_LINEARS,
         CALIBRATION_TEXTS,
         EXPORT_VERSION,
-        FLOAT_LINEARS,
         SMOOTHING_ALPHA,
         fp32_graph,
         int8_graph,
@@ -194,7 +196,7 @@ def _export(folder: ModelFolder, variant: str) -> tuple[bytes | None, dict[str, 
     cosines = np.array([float(quantized.encode([t])[0] @ reference[i]) for i, t in enumerate(texts)])
     meta.update(
         smoothquant_alpha=SMOOTHING_ALPHA,
-        float32_linears=list(FLOAT_LINEARS),
+        block_quantized=list(BLOCK_LINEARS),
         calibration_texts=len(texts),
         check={
             "texts": len(texts),

@@ -206,6 +206,7 @@ def test_cache_key_follows_weights_and_config(model_dir: str) -> None:
     key = cache_key(folder, "a" * 64)
     assert key == cache_key(folder, "a" * 64) and len(key) == 16
     assert key != cache_key(folder, "b" * 64)
+    assert key != cache_key(folder, "a" * 64, "query-int8")  # int8 settings do not re-key float32
     other = ModelFolder(**{**folder.__dict__, "config": {**folder.config, "layer_norm_eps": 1e-6}})
     assert key != cache_key(other, "a" * 64)
 
@@ -311,3 +312,28 @@ def test_query_path_imports_neither_torch_nor_onnx(cache: Path, int8: OnnxEncode
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_quantize_blocks_layout_and_error() -> None:
+    from assistant.onnx_export import quantize_blocks
+
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((256, 3)).astype(np.float32)  # (in, out): two blocks of 128 inputs
+    w[128:, 1] *= 50.0  # one block with a much larger range keeps its own scale
+    q, scale = quantize_blocks(w, 128)
+    assert q.dtype == np.uint8 and q.shape == (3, 2, 128) and scale.shape == (6,)
+    restored = (q.astype(np.float32) - 128).reshape(3, 256).T * np.repeat(scale.reshape(3, 2), 128, axis=1).T
+    assert np.all(np.abs(restored - w) <= np.repeat(scale.reshape(3, 2), 128, axis=1).T / 2 + 1e-6)
+    assert scale.reshape(3, 2)[1, 1] > 20 * scale.reshape(3, 2)[1, 0]
+    with pytest.raises(ValueError, match="multiple"):
+        quantize_blocks(w[:100], 128)
+
+
+def test_int8_graph_quantizes_every_linear_layer(model_dir: str, cache: Path, int8: OnnxEncoder) -> None:
+    import onnx
+
+    graph = onnx.load(str(model_file(model_dir, "query-int8", cache)))
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("DynamicQuantizeMatMul") == 18  # qkv, attention output, up: 6 layers each
+    assert ops.count("MatMulNBits") == 6  # the feed-forward output projections
+    assert "MatMul" not in ops
