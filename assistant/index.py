@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -38,6 +37,7 @@ from assistant.chunking import chunk_document
 from assistant.config import Settings
 from assistant.corpus import documents_hash, load_corpus
 from assistant.errors import IndexProblem
+from assistant.files import sha256_file
 from assistant.types import Document, Passage, Section
 
 FORMAT_VERSION = 1
@@ -129,19 +129,11 @@ def build_bm25(texts: Sequence[str]) -> Any:
     return retriever
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _files_digest(folder: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != MANIFEST:
-            out[str(p.relative_to(folder))] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            out[str(p.relative_to(folder))] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
     return out
 
 
@@ -331,7 +323,7 @@ class Index:
                 raise IndexProblem(f"index file {f} is missing")
             if f.stat().st_size != info["bytes"]:
                 raise IndexProblem(f"index file {f} is corrupt (size {f.stat().st_size} != {info['bytes']})")
-            if verify and _sha256(f) != info["sha256"]:
+            if verify and sha256_file(f) != info["sha256"]:
                 raise IndexProblem(f"index file {f} is corrupt (checksum mismatch)")
         try:
             with (path / PASSAGES).open(encoding="utf-8") as fh:

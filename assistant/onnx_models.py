@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from assistant.fast_encoder import ModelFolder, UnsupportedModelError
+from assistant.files import sha256_file
 from assistant.onnx_encoder import OnnxEncoder, OnnxUnavailableError, onnxruntime_available
 
 DEFAULT_CACHE = Path("~/.cache/lbp-assistant/onnx")
@@ -42,14 +43,6 @@ Log = Callable[[str], None]
 def cache_dir(configured: str | Path | None = None) -> Path:
     """The cache folder: ``configured``, else ``$LBP_ONNX_CACHE``, else ~/.cache/lbp-assistant/onnx."""
     return Path(configured or os.environ.get("LBP_ONNX_CACHE") or DEFAULT_CACHE).expanduser()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -76,7 +69,7 @@ def weights_sha256(folder: ModelFolder, root: Path) -> str:
     if not isinstance(memo, dict):
         memo = {}
     if identity not in memo:
-        memo[identity] = _sha256_file(folder.weights_path)
+        memo[identity] = sha256_file(folder.weights_path)
         with contextlib.suppress(OSError):
             _write_atomic(memo_path, (json.dumps(memo, indent=1, sort_keys=True) + "\n").encode())
     return str(memo[identity])
@@ -160,7 +153,7 @@ def _check(path: Path, meta_path: Path) -> str | None:
         return "the file is missing"
     if path.stat().st_size != meta.get("bytes"):
         return f"the file is corrupt (size {path.stat().st_size} != {meta.get('bytes')})"
-    if _sha256_file(path) != meta.get("sha256"):
+    if sha256_file(path) != meta.get("sha256"):
         return "the file is corrupt (checksum mismatch)"
     return None
 
