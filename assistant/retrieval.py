@@ -4,10 +4,11 @@
   allowed rows when filters are given);
 - bm25: bm25s scores over the same passages;
 - hybrid: a convex combination of min-max normalized scores (default; alpha 0.5) or RRF.
-  Convex hybrid adds two steps measured on datasets/lbp-dev: Rocchio pseudo-relevance
-  feedback (the dense query moves towards its 5 best fused passages and searches again) and
-  evidence-aware priors (:mod:`assistant.priors`: strength of the study design, and the
-  LBP phase the question names), rescaled so that scores stay in [0, 1].
+  Hybrid adds two steps measured on datasets/lbp-dev: Rocchio pseudo-relevance feedback
+  (the dense query moves towards its 5 best fused passages and searches again; either
+  fusion) and, with convex fusion, evidence-aware priors (:mod:`assistant.priors`: strength
+  of the study design, and the LBP phase the question names), rescaled so that scores stay
+  in [0, 1].
 
 Queries are first expanded with the corpus's lay vocabulary (:mod:`assistant.expansion`).
 Default fusion, measured on the dev split of datasets/lbp-dev (nDCG@10, expansion on):
