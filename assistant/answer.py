@@ -30,7 +30,7 @@ from assistant.corpus import parse_citation_markers
 from assistant.fusion import aggregate_max, top_k
 from assistant.index import bm25_tokenize
 from assistant.retrieval import Filters, Retriever
-from assistant.scope import FOLLOW_UP_DENSE, Coverage, assess_coverage
+from assistant.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats
 from assistant.types import Answer, Citation, Hit, Turn
 
 MODES = ("clinician", "patient")
@@ -165,6 +165,7 @@ class Answerer:
         self.llm_config = llm_config
         self._doc_meta = self.index.documents_metadata()
         self._vocab: set[str] = set(getattr(self.index.bm25, "vocab_dict", {}) or {})
+        self._thresholds = THRESHOLDS[self.index.encoder_path is not None]
 
     # ------------------------------------------------------------------ helpers
 
@@ -177,19 +178,20 @@ class Answerer:
     def _needs_context(self, message: str) -> bool:
         """True when a short message retrieves nothing close on its own."""
         top = self.retriever.dense_scores(message, 1)
-        return not top or top[0][1] < FOLLOW_UP_DENSE
+        return not top or top[0][1] < self._thresholds.follow_up
 
     def coverage(self, query: str, hits: Sequence[Hit]) -> Coverage:
         """Decide from retrieval evidence whether the corpus covers ``query`` (see :mod:`assistant.scope`)."""
-        # Judged on the user's own words (no lay expansion, no feedback), over the whole index.
-        raw = self.retriever.dense_scores(query, 1)
+        # Judged on the question (own words or expanded, by model kind; no feedback), over the whole index.
+        judged = self.retriever.expand(query) if self._thresholds.expanded else query
+        raw = self.retriever.dense_scores(collapse_repeats(judged), 1)
         dense_top = raw[0][1] if raw else 0.0
         bm25_top = max((h.components.get("bm25", 0.0) for h in hits), default=0.0)
         dense_best = max(hits, key=lambda h: h.components.get("dense", -1.0)).doc_id if hits else None
         bm25_ranked = sorted((h for h in hits if h.components.get("bm25")), key=lambda h: -h.components["bm25"])
         agreement = dense_best in {h.doc_id for h in bm25_ranked[:3]}
         tokens = bm25_tokenize([query], return_ids=False)[0]
-        return assess_coverage(query, dense_top, bm25_top, agreement, tokens, self._vocab)
+        return assess_coverage(query, dense_top, bm25_top, agreement, tokens, self._vocab, self._thresholds)
 
     # ------------------------------------------------------------------ main entry
 
@@ -228,7 +230,7 @@ class Answerer:
             body = "\n\n".join([urgent, scope])
             return Answer(body, (), False, True, mode, text, tuple(notices), tuple(f.flag for f in flags))
 
-        query = standalone_query(text, turns, self._encode, self._needs_context)
+        query = standalone_query(text, turns, self._encode, self._needs_context, self._thresholds.substitution)
         hits = self.retriever.search(query, k=40, method="hybrid", filters=filters)
         cov = self.coverage(query, hits)
         if not cov.in_scope or not hits:

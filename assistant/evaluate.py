@@ -372,6 +372,7 @@ def run_retrievers(
     from assistant.embedding import CachedQueryEncoder, load_query_encoder
     from assistant.retrieval import Retriever, run_queries
 
+    settings = index.query_settings(settings)
     base = load_query_encoder(settings) if {"dense", "hybrid"} & set(retrievers) else None
     runs: dict[str, RunDict] = {}
     seconds: dict[str, float] = {}

@@ -11,9 +11,12 @@ The folder is meant to be read by people::
       sentences.jsonl        the passages' sentences (deduplicated per document), for answers
       sentence_embeddings.npy  their normalized vectors, so answers need no encoding at run time
       documents.jsonl        documents added after the build (``ingest``), kept for rebuilds
+      model/                 the embedding model adapted to the corpus (assistant.adaptation),
+                             when the build adapted one: queries are encoded with it
 
 A build writes a temporary sibling folder and renames it into place, so a crash never
-leaves a half-written index. Loading verifies the manifest, the file checksums and the row
+leaves a half-written index. Loading verifies the manifest, the file checksums (files over
+16 MB, the model weights, by a checksum remembered per path, size and mtime) and the row
 counts; :func:`ensure_index` rebuilds a missing, stale or corrupt index with a message.
 """
 
@@ -37,7 +40,7 @@ from assistant.chunking import chunk_document
 from assistant.config import Settings
 from assistant.corpus import documents_hash, load_corpus
 from assistant.errors import IndexProblem
-from assistant.files import sha256_file
+from assistant.files import link_or_copy_tree, sha256_file, sha256_remembered
 from assistant.types import Document, Passage, Section
 
 FORMAT_VERSION = 1
@@ -49,7 +52,9 @@ BM25_DIR = "bm25"
 ADDED_DOCUMENTS = "documents.jsonl"
 SENTENCES = "sentences.jsonl"
 SENTENCE_EMBEDDINGS = "sentence_embeddings.npy"
+MODEL_DIR = "model"
 VERIFY_BELOW_BYTES = 256 * 2**20
+REMEMBER_ABOVE_BYTES = 16 * 2**20
 _PASSAGE_ONLY_KEYS = ("section", "audience", "n_tokens", "n_tiktoken")
 
 Log = Callable[[str], None]
@@ -135,6 +140,15 @@ def _files_digest(folder: Path) -> dict[str, dict[str, Any]]:
         if p.is_file() and p.name != MANIFEST:
             out[str(p.relative_to(folder))] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
     return out
+
+
+def _sha256(path: Path, size: int) -> str:
+    """sha256 of an index file; a large one (model weights) remembered across loads."""
+    if size <= REMEMBER_ABOVE_BYTES:
+        return sha256_file(path)
+    from assistant.adaptation import cache_dir
+
+    return sha256_remembered(path, cache_dir() / "sha256.json")
 
 
 def _versions() -> dict[str, str]:
@@ -253,6 +267,16 @@ class Index:
         self._by_id = {p.id: i for i, p in enumerate(passages)}
         self._sentences_by_doc: dict[str, list[int]] | None = None
 
+    @property
+    def encoder_path(self) -> str | None:
+        """The adapted model folder inside the index, or None when the base model made it."""
+        return str(self.path / MODEL_DIR) if (self.manifest.get("adaptation") or {}).get("applied") else None
+
+    def query_settings(self, settings: Settings) -> Settings:
+        """``settings`` with the model that made this index's vectors (queries must use it)
+        and the retrieval weights measured for such an index where ``settings`` leaves them None."""
+        return settings.with_(encoder_path=self.encoder_path).resolved(adapted=self.encoder_path is not None)
+
     def sentence_rows(self, doc_id: str) -> list[int]:
         """Rows of ``sentences`` that belong to ``doc_id``, in text order."""
         if self._sentences_by_doc is None:
@@ -323,7 +347,7 @@ class Index:
                 raise IndexProblem(f"index file {f} is missing")
             if f.stat().st_size != info["bytes"]:
                 raise IndexProblem(f"index file {f} is corrupt (size {f.stat().st_size} != {info['bytes']})")
-            if verify and sha256_file(f) != info["sha256"]:
+            if verify and _sha256(f, int(info["bytes"])) != info["sha256"]:
                 raise IndexProblem(f"index file {f} is corrupt (checksum mismatch)")
         try:
             with (path / PASSAGES).open(encoding="utf-8") as fh:
@@ -348,6 +372,8 @@ class Index:
             raise IndexProblem(f"index at {path} is inconsistent: row counts {sorted(counts)}")
         if faiss_index.d != manifest["dimension"]:
             raise IndexProblem(f"index at {path} has dimension {faiss_index.d}, manifest says {manifest['dimension']}")
+        if (manifest.get("adaptation") or {}).get("applied") and not (path / MODEL_DIR).is_dir():
+            raise IndexProblem(f"index at {path} lacks its adapted model folder {MODEL_DIR}/")
         if "ef_search" in manifest["faiss"].get("params", {}) and hasattr(faiss_index, "hnsw"):
             faiss_index.hnsw.efSearch = int(manifest["faiss"]["params"]["ef_search"])
         if "nprobe" in manifest["faiss"].get("params", {}) and hasattr(faiss_index, "nprobe"):
@@ -408,7 +434,9 @@ class Index:
         from assistant.embedding import load_passage_encoder
 
         recorded = (self.manifest.get("encoders") or {}).get("passages") or {}
-        encoder, backend = load_passage_encoder(settings, log, backend=recorded.get("backend") or "torch")
+        encoder, backend = load_passage_encoder(
+            self.query_settings(settings), log, backend=recorded.get("backend") or "torch"
+        )
         log(f"Embedding {len(new_passages)} new passages ({backend}) ...")
         vectors = _encode(encoder, [p.index_text for p in new_passages], settings.batch_size)
         passages = [*self.passages, *new_passages]
@@ -445,8 +473,9 @@ class Index:
             "sentences": len(sentences if sentences is not None else self.sentences),
         }
         added_docs = [*self.added_documents(), *documents]
+        model_dir = Path(self.encoder_path) if self.encoder_path else None
         _write_index_folder(
-            self.path, manifest, passages, embeddings, faiss_index, added_docs, sentences, sentence_vectors
+            self.path, manifest, passages, embeddings, faiss_index, added_docs, sentences, sentence_vectors, model_dir
         )
         loaded = Index.load(self.path)
         self.__dict__.update(loaded.__dict__)
@@ -482,6 +511,7 @@ def _write_index_folder(
     added_documents: Sequence[Document] = (),
     sentences: Sequence[Mapping[str, Any]] | None = None,
     sentence_embeddings: np.ndarray | None = None,
+    model_dir: Path | None = None,
 ) -> None:
     """Write every file into a temporary sibling, then swap it into place."""
     import faiss
@@ -503,6 +533,8 @@ def _write_index_folder(
                 for rec in sentences:
                     fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
             np.save(tmp / SENTENCE_EMBEDDINGS, np.ascontiguousarray(sentence_embeddings, dtype=np.float32))
+        if model_dir is not None:
+            link_or_copy_tree(model_dir, tmp / MODEL_DIR)
         if added_documents:
             with (tmp / ADDED_DOCUMENTS).open("w", encoding="utf-8") as fh:
                 for d in added_documents:
@@ -531,6 +563,32 @@ def _encode(encoder: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
         return np.asarray(vectors, dtype=np.float32)
     row = {text: i for i, text in enumerate(unique)}
     return np.asarray(vectors[[row[t] for t in texts]], dtype=np.float32)
+
+
+def _adapt(passages: Sequence[Passage], settings: Settings, log: Log) -> tuple[Path | None, dict[str, Any]]:
+    """The adapted model folder for ``passages`` (None: keep the base model) and the
+    manifest's record of it."""
+    from assistant import adaptation
+
+    if not settings.adapt:
+        return None, {"applied": False, "reason": "off (Settings.adapt / LBP_ADAPT=0)"}
+    pairs = adaptation.training_pairs(passages)
+    if len(pairs) < adaptation.MIN_PAIRS:
+        reason = f"{len(pairs)} plain-language/clinician pairs (fewer than {adaptation.MIN_PAIRS})"
+        return None, {"applied": False, "reason": reason}
+    base = settings.model_path
+    weights = _weights_file(base)
+    digest = sha256_remembered(weights, adaptation.cache_dir(settings.adapt_cache) / "sha256.json") if weights else base
+    folder, record = adaptation.adapted_model(base, digest, pairs, settings.adapt_cache, adaptation.RECIPE, log)
+    return folder, {"applied": True, "base_model": settings.model, "folder": MODEL_DIR, **record}
+
+
+def _weights_file(model_path: str) -> Path | None:
+    """The weights file of a local sentence-transformers folder (None for a hub name)."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (Path(model_path) / name).is_file():
+            return Path(model_path) / name
+    return None
 
 
 def build_index(
@@ -570,7 +628,8 @@ def build_index(
     if not passages:
         raise ValueError("the corpus has no text to index")
     log(f"Building index at {target}: {len(all_docs)} documents, {len(passages)} passages (model {settings.model}) ...")
-    encoder, backend = load_passage_encoder(settings, log)
+    model_dir, adaptation = _adapt(passages, settings, log)
+    encoder, backend = load_passage_encoder(settings.with_(encoder_path=str(model_dir) if model_dir else None), log)
     sentences = extract_sentences(passages) if settings.sentence_embeddings else None
     texts = [p.index_text for p in passages] + [r["text"] for r in sentences or ()]
     if sentences:
@@ -603,6 +662,7 @@ def build_index(
         "faiss": {"type": kind, "requested": settings.faiss_index, "params": faiss_params},
         "bm25": {"library": "bm25s", "k1": 1.2, "b": 0.75, "stopwords": "en", "stemmer": "snowball-english"},
         "encoders": encoders,
+        "adaptation": adaptation,
         "fingerprint": settings.build_fingerprint(),
         "corpus_hash": corpus_hash or documents_hash(documents),
         "corpus_source": source,
@@ -616,7 +676,7 @@ def build_index(
     }
     with _build_lock(target):
         _write_index_folder(
-            target, manifest, passages, vectors, faiss_index, extra_documents, sentences, sentence_vectors
+            target, manifest, passages, vectors, faiss_index, extra_documents, sentences, sentence_vectors, model_dir
         )
     log(f"Index ready: {len(passages)} passages, dimension {vectors.shape[1]}.")
     return Index.load(target)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from assistant.fast_encoder import ModelFolder, UnsupportedModelError
-from assistant.files import sha256_file
+from assistant.files import sha256_file, sha256_remembered, write_atomic
 from assistant.onnx_encoder import OnnxEncoder, OnnxUnavailableError, onnxruntime_available
 
 DEFAULT_CACHE = Path("~/.cache/lbp-assistant/onnx")
@@ -45,34 +45,9 @@ def cache_dir(configured: str | Path | None = None) -> Path:
     return Path(configured or os.environ.get("LBP_ONNX_CACHE") or DEFAULT_CACHE).expanduser()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def weights_sha256(folder: ModelFolder, root: Path) -> str:
     """sha256 of the weights file, remembered in ``root/weights.json`` by path, size and mtime."""
-    stat = folder.weights_path.stat()
-    identity = f"{folder.weights_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    memo_path = root / "weights.json"
-    try:
-        memo = json.loads(memo_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        memo = {}
-    if not isinstance(memo, dict):
-        memo = {}
-    if identity not in memo:
-        memo[identity] = sha256_file(folder.weights_path)
-        with contextlib.suppress(OSError):
-            _write_atomic(memo_path, (json.dumps(memo, indent=1, sort_keys=True) + "\n").encode())
-    return str(memo[identity])
+    return sha256_remembered(folder.weights_path, root / "weights.json")
 
 
 def cache_key(folder: ModelFolder, weights_digest: str, variant: str = "fp32") -> str:
@@ -129,11 +104,11 @@ def model_file(
         raise OnnxUnavailableError(f"the onnx package is needed to export the model: {exc}") from exc
     try:
         if data is None:
-            _write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
+            write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
             raise OnnxUnavailableError(f"failed: {meta['reason']}")
-        _write_atomic(path, data)
+        write_atomic(path, data)
         meta.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-        _write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
+        write_atomic(meta_path, (json.dumps(meta, indent=1) + "\n").encode())
     except OSError as exc:
         raise OnnxUnavailableError(f"cannot write the ONNX cache {entry}: {exc}") from exc
     return path

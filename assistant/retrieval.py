@@ -73,11 +73,12 @@ class Retriever:
 
     def __init__(self, index: Index, settings: Settings, query_encoder: Any = None) -> None:
         self.index = index
-        self.settings = settings
+        self.settings = index.query_settings(settings)
         self._encoder = query_encoder
         self._lock = threading.Lock()
         self._facets: dict[str, np.ndarray] = {}
         self._row_priors: tuple[np.ndarray, np.ndarray] | None = None
+        self._sentence_rows: np.ndarray | None = None
         self.vocabulary = EMPTY
         if settings.query_expansion:
             self.vocabulary = load_lay_vocabulary(str(Path(settings.corpus_dir) / LAY_TERMS_FILE))
@@ -164,6 +165,42 @@ class Retriever:
         scores, ids = self.index.faiss_index.search(q.reshape(1, -1).astype(np.float32), depth)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
+    def _passage_row_of_sentences(self) -> np.ndarray:
+        """Passage row of every sentence of the index (computed once)."""
+        if self._sentence_rows is None:
+            rows = np.array([self.index.row_of(s["passage_id"]) for s in self.index.sentences], dtype=np.int64)
+            self._sentence_rows = rows
+        return self._sentence_rows
+
+    def _sentence_blend(
+        self, q: np.ndarray, hits: list[tuple[int, float]], depth: int, mask: np.ndarray | None, weight: float
+    ) -> tuple[list[tuple[int, float]], dict[int, float]]:
+        """Dense hits rescored as ``(1 - weight) * cosine + weight * best sentence cosine``.
+
+        Candidates are the passage hits and the passages of the ``depth`` best sentences, so
+        a passage whose one sentence answers the question is found even when the passage as
+        a whole ranks low. Returns the rescored hits and each candidate's sentence cosine.
+        """
+        sentence_rows = self._passage_row_of_sentences()
+        sims = np.asarray(self.index.sentence_embeddings) @ q
+        if mask is not None:
+            sims = np.where(mask[sentence_rows], sims, -np.inf)
+        best = np.full(len(self.index), -np.inf, dtype=np.float32)
+        np.maximum.at(best, sentence_rows, sims.astype(np.float32))
+        n_top = min(depth, int(np.isfinite(sims).sum()))
+        top = np.argpartition(-sims, n_top - 1)[:n_top] if n_top > 0 else np.zeros(0, dtype=np.int64)
+        candidates = np.array(sorted({r for r, _ in hits} | {int(r) for r in sentence_rows[top]}), dtype=np.int64)
+        if candidates.size == 0:
+            return [], {}
+        cosine = np.asarray(self.index.embeddings[candidates]) @ q
+        sentence = np.where(np.isfinite(best[candidates]), best[candidates], cosine)
+        blended = (1.0 - weight) * cosine + weight * sentence
+        order = np.lexsort((candidates, -blended))[:depth]
+        return (
+            [(int(candidates[i]), float(blended[i])) for i in order],
+            {int(candidates[i]): float(sentence[i]) for i in order},
+        )
+
     def bm25_scores(self, query: str, depth: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(row, BM25 score) pairs with score > 0, best first."""
         tokens = bm25_tokenize([query], return_ids=False)[0]
@@ -215,20 +252,29 @@ class Retriever:
         depth = max(self.settings.fusion_depth, k * (4 if mmr_lambda is not None else 1))
         searched = self.expand(query)
         qvec = self.encoder.encode_query(searched) if method in ("dense", "hybrid") else None
-        dense = self._dense_search(qvec, depth, mask) if qvec is not None else []
-        lexical = self.bm25_scores(searched, depth, mask) if method in ("bm25", "hybrid") else []
+        blend = float(self.settings.sentence_weight or 0.0) if method == "hybrid" else 0.0
+        if self.index.sentence_embeddings is None or not self.index.sentences:
+            blend = 0.0
         components: dict[int, dict[str, float]] = {}
+        dense = self._dense_search(qvec, depth, mask) if qvec is not None else []
+        if blend > 0 and qvec is not None:
+            dense, sentence = self._sentence_blend(qvec, dense, depth, mask, blend)
+            for row, score in sentence.items():
+                components.setdefault(row, {})["sentence"] = score
+        lexical = self.bm25_scores(searched, depth, mask) if method in ("bm25", "hybrid") else []
         for name, pairs in (("dense", dense), ("bm25", lexical)):
             for rank, (row, score) in enumerate(pairs, start=1):
                 components.setdefault(row, {})[name] = score
                 components[row][f"{name}_rank"] = rank
         if method == "hybrid" and qvec is not None and self.settings.prf_passages > 0 and dense:
             # Rocchio feedback from the first fused ranking, then dense search again. The
-            # "dense" component keeps the question's own cosine (coverage checks read it).
+            # "dense" component keeps the first pass's score of the question itself.
             first = top_k(self._fuse(dense, lexical, fusion), self.settings.prf_passages)
             feedback = np.asarray(self.index.embeddings[[row for row, _ in first]])
             qvec = rocchio(qvec, feedback, self.settings.prf_weight)
             dense = self._dense_search(qvec, depth, mask)
+            if blend > 0:
+                dense, _ = self._sentence_blend(qvec, dense, depth, mask, blend)
             for row, score in dense:
                 components.setdefault(row, {})["dense_feedback"] = score
         if method == "dense":
@@ -265,7 +311,7 @@ class Retriever:
         if fusion == "rrf":
             return fuse_rrf([[r for r, _ in dense], [r for r, _ in lexical]], k=self.settings.rrf_k)
         return fuse_convex(
-            dict(dense), dict(lexical), alpha=self.settings.convex_alpha, depth=self.settings.fusion_depth
+            dict(dense), dict(lexical), alpha=float(self.settings.convex_alpha or 0.0), depth=self.settings.fusion_depth
         )
 
     def search_documents(

@@ -57,4 +57,6 @@ def test_rewrites(encode) -> None:  # type: ignore[no-untyped-def]
 def test_chain_of_follow_ups(encode) -> None:  # type: ignore[no-untyped-def]
     history = [Turn("user", "Is yoga effective for chronic back pain?"), Turn("assistant", "..."),
                Turn("user", "And Pilates?"), Turn("assistant", "...")]  # fmt: skip
-    assert standalone_query("What about walking?", history, encode) == "Is walking effective for chronic back pain?"
+    assert standalone_query("What about walking?", history, encode, min_similarity=0.20) == (
+        "Is walking effective for chronic back pain?"
+    )

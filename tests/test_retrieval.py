@@ -73,3 +73,37 @@ def test_bad_arguments(bot) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError):
         bot.search("x", retriever="magic")
     assert bot.search("   ") == []
+
+
+def test_sentence_blend_matches_hand_computed_scores(bot) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    retriever = bot.retriever
+    index = retriever.index
+    q = retriever.encoder.encode_query("Does yoga help chronic back pain?")
+    passages = np.asarray(index.embeddings) @ q
+    sentences = np.asarray(index.sentence_embeddings) @ q
+    best: dict[int, float] = {}
+    for s, sim in zip(index.sentences, sentences, strict=True):
+        row = index.row_of(s["passage_id"])
+        best[row] = max(best.get(row, -1.0), float(sim))
+    expected = {row: 0.7 * float(passages[row]) + 0.3 * best.get(row, float(passages[row])) for row in range(len(index))}
+    hits = retriever._dense_search(q, 20)
+    blended, sentence = retriever._sentence_blend(q, hits, 20, None, 0.3)
+    assert len(blended) == 20
+    for row, score in blended:
+        assert score == pytest.approx(expected[row], abs=1e-5)
+        assert sentence[row] == pytest.approx(best.get(row, float(passages[row])), abs=1e-5)
+    # sorted; the best 10 of all passages (candidates: the 20 dense hits and the passages of the 20 best sentences)
+    assert all(blended[i][1] >= blended[i + 1][1] for i in range(19))
+    assert [r for r, _ in blended[:10]] == sorted(expected, key=lambda r: -expected[r])[:10]
+    # a mask keeps only its rows
+    mask = np.array([p.metadata.get("species") == "human" for p in index.passages])
+    masked, _ = retriever._sentence_blend(q, retriever._dense_search(q, 20, mask), 20, mask, 0.3)
+    assert masked and all(mask[r] for r, _ in masked)
+
+
+def test_hybrid_components_show_the_sentence_score(bot) -> None:  # type: ignore[no-untyped-def]
+    hit = bot.search("Is yoga good for a bad back?", k=1)[0]
+    assert {"sentence", "dense", "dense_feedback", "bm25"} <= set(hit.components)
+    assert all("sentence" not in h.components for h in bot.search("yoga", k=5, retriever="dense"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.scope import DENSE_IN_SCOPE, DENSE_WITH_UNKNOWN_TERMS, assess_coverage, detect_intent
+from assistant.scope import THRESHOLDS, assess_coverage, detect_intent
+
+DENSE_IN_SCOPE = THRESHOLDS[False].in_scope
+DENSE_WITH_UNKNOWN_TERMS = THRESHOLDS[False].with_unknown_terms
 
 VOCAB = {"walk", "back", "pain", "chronic", "exercis"}
 
@@ -47,3 +50,11 @@ def test_intents(question: str, intent: str | None) -> None:
     assert detect_intent(question) == intent
     if intent:
         assert not assess_coverage(question, 0.9, 10.0, True, ["back"], VOCAB).in_scope
+
+
+def test_repeated_words_are_collapsed_before_judging() -> None:
+    from assistant.scope import collapse_repeats
+
+    assert collapse_repeats("Is walking good? really really Really really") == "Is walking good? really"
+    assert collapse_repeats("back pain, pain pain and more") == "back pain and more"
+    assert collapse_repeats("bed rest or rest and exercise") == "bed rest or rest and exercise"

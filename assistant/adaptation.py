@@ -1,0 +1,185 @@
+"""Domain adaptation of the embedding model to the corpus's own lay and clinical wording.
+
+Every evidence record says the same thing twice: for clinicians (summary, key findings,
+conclusion, title and keywords) and in plain language. :func:`training_pairs` pairs the two
+texts of each document, and :func:`adapted_model` fine-tunes the base model on those pairs
+with a symmetric in-batch contrastive loss (InfoNCE, "MultipleNegativesRankingLoss"), so that
+a patient's wording lands near the clinical wording of the same study. Nothing from an
+evaluation set is used. Measured on datasets/lbp-dev: docs/benchmarks.md.
+
+The result is cached by content::
+
+    ~/.cache/lbp-assistant/adapted/<key>/     (``Settings.adapt_cache`` / ``$LBP_ADAPT_CACHE``)
+
+``<key>`` hashes the base model's weights, the pairs and :data:`RECIPE`, so a corpus whose
+pairs did not change reuses the model, and a rebuild after a settings change trains nothing.
+The folder is written beside its final name and renamed into place, so a crash never leaves
+half a model. The index keeps its own copy (``index/model/``, see :mod:`assistant.index`),
+so the cache can be deleted at any time.
+
+Training needs torch (sentence-transformers); it is seeded and runs on the CPU, but thread
+scheduling can change the last digits of the weights between machines; the cache keeps one
+machine's builds identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from assistant.types import Passage
+
+Log = Callable[[str], None]
+
+DEFAULT_CACHE = Path("~/.cache/lbp-assistant/adapted")
+CLINICAL_SECTIONS = ("summary", "key_findings", "conclusion")
+MIN_PAIRS = 32
+"""A corpus with fewer pairs is not adapted (too little signal; the base model is kept)."""
+
+RECIPE: dict[str, Any] = {
+    "version": 1,
+    "loss": "symmetric in-batch InfoNCE",
+    "scale": 20.0,
+    "epochs": 3,
+    "lr": 2e-5,
+    "batch": 16,
+    "seed": 0,
+}
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cache_dir(configured: str | Path | None = None) -> Path:
+    """``configured``, else ``$LBP_ADAPT_CACHE``, else ~/.cache/lbp-assistant/adapted."""
+    return Path(configured or os.environ.get("LBP_ADAPT_CACHE") or DEFAULT_CACHE).expanduser()
+
+
+def training_pairs(passages: Sequence[Passage]) -> list[tuple[str, str]]:
+    """(plain-language text, clinician text) pairs of the same document.
+
+    Each document's patient-audience passages are joined into one text and paired with each
+    of its clinician passages of the sections in :data:`CLINICAL_SECTIONS`, and with its
+    embedded header (title and keywords). Documents without plain-language text give none.
+    """
+    plain: dict[str, list[str]] = defaultdict(list)
+    clinical: dict[str, list[str]] = defaultdict(list)
+    headers: dict[str, str] = {}
+    for p in passages:
+        if p.metadata.get("audience") == "patient":
+            plain[p.doc_id].append(p.text)
+        elif p.metadata.get("section") in CLINICAL_SECTIONS:
+            clinical[p.doc_id].append(p.text)
+        if p.context:
+            headers.setdefault(p.doc_id, p.context)
+    pairs: list[tuple[str, str]] = []
+    for doc_id, texts in plain.items():
+        lay = " ".join(texts)
+        others = [*clinical.get(doc_id, []), *([headers[doc_id]] if doc_id in headers else [])]
+        pairs.extend((lay, other) for other in others)
+    return pairs
+
+
+def adaptation_key(base_weights_sha256: str, pairs: Sequence[tuple[str, str]], recipe: dict[str, Any]) -> str:
+    """16 hex digits over the base weights, the pairs and the recipe."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"base": base_weights_sha256, "recipe": recipe}, sort_keys=True).encode())
+    for lay, other in pairs:
+        h.update(b"\x00" + lay.encode() + b"\x01" + other.encode())
+    return h.hexdigest()[:16]
+
+
+def fine_tune(
+    model_path: str, pairs: Sequence[tuple[str, str]], recipe: dict[str, Any] = RECIPE, progress: bool = True
+) -> Any:
+    """The SentenceTransformer at ``model_path`` trained on ``pairs`` (symmetric in-batch InfoNCE)."""
+    import torch
+    from tqdm import tqdm
+
+    from assistant.embedding import import_sentence_transformers
+
+    SentenceTransformer = import_sentence_transformers()
+    random.seed(recipe["seed"])
+    torch.manual_seed(recipe["seed"])
+    model = SentenceTransformer(model_path, device="cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["lr"])
+    model.train()
+    order = list(pairs)
+    batch = int(recipe["batch"])
+    steps = recipe["epochs"] * ((len(order) + batch - 1) // batch)
+    normalize = torch.nn.functional.normalize
+    cross_entropy = torch.nn.functional.cross_entropy
+    with tqdm(total=steps, desc="adapting model", unit="batch", disable=not progress, file=sys.stderr) as bar:
+        for _ in range(recipe["epochs"]):
+            random.shuffle(order)
+            for start in range(0, len(order), batch):
+                bar.update(1)
+                chunk = order[start : start + batch]
+                if len(chunk) < 2:
+                    continue
+                left = model(model.tokenize([a for a, _ in chunk]))["sentence_embedding"]
+                right = model(model.tokenize([b for _, b in chunk]))["sentence_embedding"]
+                logits = recipe["scale"] * normalize(left, dim=-1) @ normalize(right, dim=-1).T
+                labels = torch.arange(len(chunk))
+                loss = (cross_entropy(logits, labels) + cross_entropy(logits.T, labels)) / 2
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    model.eval()
+    return model
+
+
+def adapted_model(
+    base_model_path: str,
+    base_weights_sha256: str,
+    pairs: Sequence[tuple[str, str]],
+    configured_cache: str | Path | None = None,
+    recipe: dict[str, Any] = RECIPE,
+    log: Log = _stderr,
+) -> tuple[Path, dict[str, Any]]:
+    """The folder of the base model adapted to ``pairs`` (trained now unless cached) and its record.
+
+    The record (``key``, ``pairs``, ``recipe``, ``train_seconds``, ``cached``) goes into the
+    index manifest.
+    """
+    key = adaptation_key(base_weights_sha256, pairs, recipe)
+    root = cache_dir(configured_cache)
+    folder = root / key
+    record: dict[str, Any] = {"key": key, "pairs": len(pairs), "recipe": dict(recipe)}
+    meta_path = folder / "adaptation.json"
+    if meta_path.is_file():
+        try:
+            stored = json.loads(meta_path.read_text(encoding="utf-8"))
+            return folder, {**record, "train_seconds": stored.get("train_seconds"), "cached": True}
+        except (OSError, ValueError):
+            log(f"Adapted model at {folder} is unreadable: training it again.")
+    log(f"Adapting the embedding model to the corpus: {len(pairs)} lay/clinical pairs, {recipe['epochs']} epochs ...")
+    started = time.perf_counter()
+    model = fine_tune(base_model_path, pairs, recipe)
+    seconds = round(time.perf_counter() - started, 1)
+    tmp = root / f".{key}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        model.save(str(tmp))
+        (tmp / "adaptation.json").write_text(
+            json.dumps({**record, "base_weights_sha256": base_weights_sha256, "train_seconds": seconds}, indent=2)
+            + "\n",
+            encoding="utf-8",
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"Adapted model ready in {seconds:.0f} s ({folder}).")
+    return folder, {**record, "train_seconds": seconds, "cached": False}
