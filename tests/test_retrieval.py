@@ -87,7 +87,9 @@ def test_sentence_blend_matches_hand_computed_scores(bot) -> None:  # type: igno
     for s, sim in zip(index.sentences, sentences, strict=True):
         row = index.row_of(s["passage_id"])
         best[row] = max(best.get(row, -1.0), float(sim))
-    expected = {row: 0.7 * float(passages[row]) + 0.3 * best.get(row, float(passages[row])) for row in range(len(index))}
+    expected = {
+        row: 0.7 * float(passages[row]) + 0.3 * best.get(row, float(passages[row])) for row in range(len(index))
+    }
     hits = retriever._dense_search(q, 20)
     blended, sentence = retriever._sentence_blend(q, hits, 20, None, 0.3)
     assert len(blended) == 20
