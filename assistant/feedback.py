@@ -17,6 +17,8 @@ import json
 import os
 import sqlite3
 import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -115,6 +117,7 @@ class FeedbackStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._ready = False
+        self._init_lock = threading.Lock()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -123,14 +126,31 @@ class FeedbackStore:
         conn = sqlite3.connect(self.path, timeout=30)
         try:
             if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                self._ready = True
+                with self._init_lock:
+                    if not self._ready:
+                        self._initialize(conn)
+                        self._ready = True
             with conn:  # one transaction, committed on success
                 yield conn
         finally:
             conn.close()
+
+    @staticmethod
+    def _initialize(conn: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Switching the journal mode takes an exclusive lock that
+        SQLite does not wait for (the busy timeout does not apply), so another process
+        creating the same file can make it fail at once: retry for up to 30 s."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def add(self, feedback: Feedback) -> int:
         """Append one row; returns its id."""

@@ -33,22 +33,44 @@ def write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
-def sha256_remembered(path: Path, memo_path: Path) -> str:
-    """:func:`sha256_file`, remembered in the JSON file ``memo_path`` by resolved path, size
-    and mtime, so a large file that did not change is read once, not at every start."""
+def _identity(path: Path) -> str:
     stat = path.stat()
-    identity = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _read_memo(memo_path: Path) -> dict[str, str]:
     try:
         memo = json.loads(memo_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        memo = {}
-    if not isinstance(memo, dict):
-        memo = {}
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def _write_memo(memo_path: Path, memo: dict[str, str]) -> None:
+    """Write ``memo``, dropping entries of files that no longer exist."""
+    memo = {k: v for k, v in memo.items() if os.path.exists(k.rsplit("|", 2)[0])}
+    with contextlib.suppress(OSError):
+        write_atomic(memo_path, (json.dumps(memo, indent=1, sort_keys=True) + "\n").encode())
+
+
+def sha256_remembered(path: Path, memo_path: Path) -> str:
+    """:func:`sha256_file`, remembered in the JSON file ``memo_path`` by resolved path, size
+    and mtime, so a large file that did not change is read once, not at every start."""
+    identity = _identity(path)
+    memo = _read_memo(memo_path)
     if identity not in memo:
         memo[identity] = sha256_file(path)
-        with contextlib.suppress(OSError):
-            write_atomic(memo_path, (json.dumps(memo, indent=1, sort_keys=True) + "\n").encode())
+        _write_memo(memo_path, memo)
     return str(memo[identity])
+
+
+def remember_sha256(paths: dict[Path, str], memo_path: Path) -> None:
+    """Record known checksums (``{path: sha256}``) for :func:`sha256_remembered`, e.g. of
+    files just written, so that their first load does not read them again."""
+    if paths:
+        memo = _read_memo(memo_path)
+        memo.update({_identity(p): digest for p, digest in paths.items()})
+        _write_memo(memo_path, memo)
 
 
 def link_or_copy_tree(source: Path, target: Path) -> None:

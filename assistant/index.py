@@ -40,7 +40,7 @@ from assistant.chunking import chunk_document
 from assistant.config import Settings
 from assistant.corpus import documents_hash, load_corpus
 from assistant.errors import IndexProblem
-from assistant.files import link_or_copy_tree, sha256_file, sha256_remembered
+from assistant.files import link_or_copy_tree, remember_sha256, sha256_file, sha256_remembered
 from assistant.types import Document, Passage, Section
 
 FORMAT_VERSION = 1
@@ -140,6 +140,14 @@ def _files_digest(folder: Path) -> dict[str, dict[str, Any]]:
         if p.is_file() and p.name != MANIFEST:
             out[str(p.relative_to(folder))] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
     return out
+
+
+def _remember_large_checksums(folder: Path, files: Mapping[str, Mapping[str, Any]]) -> None:
+    """Remember the checksums of a new folder's large files (they were just computed)."""
+    from assistant.adaptation import cache_dir
+
+    large = {folder / name: str(info["sha256"]) for name, info in files.items() if info["bytes"] > REMEMBER_ABOVE_BYTES}
+    remember_sha256(large, cache_dir() / "sha256.json")
 
 
 def _sha256(path: Path, size: int) -> str:
@@ -544,6 +552,7 @@ def _write_index_folder(
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
+        _remember_large_checksums(target, manifest["files"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)

@@ -161,3 +161,19 @@ def test_added_documents_are_embedded_with_the_adapted_model(tiny: Settings) -> 
     retriever = Retriever(index, tiny)
     assert float(retriever.encoder.encode_query(index.passages[row].index_text) @ index.embeddings[row]) > 0.99
     assert json.loads((index.path / "manifest.json").read_text())["adaptation"]["applied"] is True
+
+
+def test_a_new_index_does_not_read_its_model_weights_again_on_load(
+    tiny: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assistant.files
+
+    built = build_index(DOCS, tiny, log=lambda m: None)
+    real = assistant.files.sha256_file
+
+    def no_weights(path: Path) -> str:
+        assert path.suffix != ".safetensors", "the weights were hashed again"
+        return real(path)
+
+    monkeypatch.setattr(assistant.files, "sha256_file", no_weights)
+    Index.load(built.path)  # checks every checksum; the weights' comes from the memo

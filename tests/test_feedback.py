@@ -94,6 +94,28 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert {(r["session_id"], r["turn"]) for r in rows} == {(f"s{i}", t) for i in range(8) for t in range(1, 11)}
 
 
+def test_writers_with_their_own_store_creating_one_file_lose_nothing(tmp_path: Path) -> None:
+    # like app workers in separate processes: each opens (and may create) the database itself
+    path = tmp_path / "fb.sqlite3"
+    errors: list[BaseException] = []
+
+    def write(session: str) -> None:
+        store = FeedbackStore(path)
+        try:
+            for turn in range(1, 6):
+                store.add(_feedback(turn=turn, session=session))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(f"s{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(FeedbackStore(path).rows()) == 40
+
+
 def test_export_csv_round_trips_text_with_commas_quotes_and_newlines(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path / "fb.sqlite3")
     tricky = 'Good, but "[22]" was\nthe wrong study'
