@@ -50,11 +50,17 @@ DOCS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One adaptation cache for the module: the tiny model is trained once, then reused."""
+    return tmp_path_factory.mktemp("adapted")
+
+
 @pytest.fixture()
-def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def tiny(tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setattr(adaptation, "MIN_PAIRS", 2)
     monkeypatch.setattr(adaptation, "RECIPE", TINY)
-    return Settings.from_env(index_dir=tmp_path / "index", adapt_cache=tmp_path / "adapted", adapt=True)
+    return Settings.from_env(index_dir=tmp_path / "index", adapt_cache=tiny_cache, adapt=True)
 
 
 def test_training_pairs_join_lay_and_clinical_text_of_one_document(bot) -> None:  # type: ignore[no-untyped-def]
@@ -92,7 +98,10 @@ def test_the_default_index_is_adapted_and_queries_use_its_model(bot) -> None:  #
     assert float(base @ stored) < 0.99
 
 
-def test_adaptation_is_cached_by_content_and_recorded(tiny: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adaptation_is_cached_by_content_and_recorded(
+    tiny: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = tiny.with_(adapt_cache=tmp_path / "own-cache")
     first = build_index(DOCS, tiny, log=lambda m: None)
     record = first.manifest["adaptation"]
     assert record["applied"] and record["pairs"] == 6 and record["cached"] is False
