@@ -688,7 +688,25 @@ def build_index(
             target, manifest, passages, vectors, faiss_index, extra_documents, sentences, sentence_vectors, model_dir
         )
     log(f"Index ready: {len(passages)} passages, dimension {vectors.shape[1]}.")
-    return Index.load(target)
+    index = Index.load(target)
+    _prepare_query_encoder(index.query_settings(settings), log)
+    return index
+
+
+def _prepare_query_encoder(settings: Settings, log: Log) -> None:
+    """Export the int8 ONNX query graph of the index's model now, so the first question
+    after a build does not wait for it (skipped without onnxruntime; a failure here only
+    means the query path exports it, or falls back, later)."""
+    if settings.query_encoder not in ("auto", "onnx"):
+        return
+    from assistant.onnx_encoder import onnxruntime_available
+
+    if not onnxruntime_available():
+        return
+    from assistant.onnx_models import model_file
+
+    with contextlib.suppress(Exception):
+        model_file(settings.model_path, "query-int8", settings.onnx_cache, log)
 
 
 def staleness(index_manifest: Mapping[str, Any], settings: Settings, corpus_hash: str) -> str | None:

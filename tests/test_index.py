@@ -160,3 +160,10 @@ def test_duplicate_texts_are_encoded_once(settings: Settings, monkeypatch: pytes
     np.testing.assert_array_equal(vectors[0], vectors[2])
     np.testing.assert_array_equal(vectors[1], vectors[4])
     assert not np.array_equal(vectors[0], vectors[1])
+
+
+def test_a_build_exports_the_query_graph_of_its_model(settings: Settings, tmp_path: Path) -> None:
+    cache = tmp_path / "onnx"
+    index = build_index(DOCS, settings.with_(onnx_cache=cache), log=lambda m: None)
+    assert index.encoder_path is None
+    assert list(cache.glob("*/query-int8.onnx")), "the int8 query graph was not exported at build time"
