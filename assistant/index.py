@@ -717,6 +717,12 @@ def staleness(index_manifest: Mapping[str, Any], settings: Settings, corpus_hash
     for key, value in settings.build_fingerprint().items():
         if built.get(key) != value:
             return f"setting {key!r} changed ({built.get(key)!r} -> {value!r})"
+    adapted = index_manifest.get("adaptation") or {}
+    if adapted.get("applied"):
+        from assistant.adaptation import RECIPE
+
+        if adapted.get("recipe") != RECIPE:
+            return "the adaptation recipe changed"
     return None
 
 

@@ -186,3 +186,10 @@ def test_a_new_index_does_not_read_its_model_weights_again_on_load(
 
     monkeypatch.setattr(assistant.files, "sha256_file", no_weights)
     Index.load(built.path)  # checks every checksum; the weights' comes from the memo
+
+
+def test_a_new_recipe_makes_an_adapted_index_stale(tiny: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = build_index(DOCS, tiny, log=lambda m: None)
+    assert staleness(index.manifest, tiny, index.manifest["corpus_hash"]) is None
+    monkeypatch.setattr(adaptation, "RECIPE", {**TINY, "epochs": 2})
+    assert staleness(index.manifest, tiny, index.manifest["corpus_hash"]) == "the adaptation recipe changed"
