@@ -451,19 +451,6 @@ def run_eval(
     }
 
 
-def compile_metrics() -> None:
-    """Run every metric and both significance tests once on toy runs, so that ranx's numba
-    functions are compiled and cached on disk (about a minute in a fresh venv; ``make test``
-    does it while other set-up steps run)."""
-    qrels = {"q1": {"d1": 2, "d2": 1}, "q2": {"d3": 1}, "q3": {"d1": 1}}
-    runs = {
-        "a": {"q1": {"d1": 2.0, "d2": 1.0}, "q2": {"d3": 1.0}, "q3": {"d2": 1.0}},
-        "b": {"q1": {"d2": 2.0, "d1": 1.0}, "q2": {"d4": 1.0}, "q3": {"d1": 1.0}},
-    }
-    for test in ("student", "fisher"):
-        evaluate_runs(qrels, runs, metric_names(10), stat_test=test)
-
-
 def _settings_record(settings: Settings) -> dict[str, Any]:
     """The settings as plain JSON values (build and search choices; paths as strings)."""
     record = {}
