@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assistant.conversation import is_follow_up, normalize_history, rewrite_follow_up, standalone_query
+from assistant.scope import THRESHOLDS
 from assistant.types import Turn
 
 
@@ -57,6 +58,6 @@ def test_rewrites(encode) -> None:  # type: ignore[no-untyped-def]
 def test_chain_of_follow_ups(encode) -> None:  # type: ignore[no-untyped-def]
     history = [Turn("user", "Is yoga effective for chronic back pain?"), Turn("assistant", "..."),
                Turn("user", "And Pilates?"), Turn("assistant", "...")]  # fmt: skip
-    assert standalone_query("What about walking?", history, encode, min_similarity=0.20) == (
+    assert standalone_query("What about walking?", history, encode, min_similarity=THRESHOLDS[True].substitution) == (
         "Is walking effective for chronic back pain?"
     )
