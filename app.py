@@ -214,8 +214,9 @@ def ask(
             {"species": ["human"], "design_group": ["review"], "lbp_phase": ["chronic"]}.
 
     Returns:
-        {"answer", "citations", "abstained", "red_flag", "mode", "query", "notices", ...}; each [n] in
-        "answer" is the citation whose "n" is n.
+        {"answer", "citations", "evidence", "abstained", "red_flag", "mode", "query", "notices", ...}; each
+        [n] in "answer" is the citation whose "n" is n; "evidence" has one row per cited study
+        (study, design, size, population, phase, comparison, quoted result, direction, related).
     """
     if not (question or "").strip():
         raise gr.Error("question is empty")

@@ -1,11 +1,27 @@
-"""Grounded, cited answers composed from retrieved sentences.
+"""Grounded, cited answers that synthesize the evidence.
 
-The default answerer is extractive and deterministic: it takes sentences of the retrieved
-passages, chosen for relevance to the question and for diversity, orders them so the
-strongest evidence comes first (systematic reviews, then trials, then cohorts, then animal
-studies, which are kept apart and labelled), and marks each with ``[n]``, the number of the
-reference it came from in the topic's list. Nothing is paraphrased: every evidence sentence
-equals its source sentence once citation markers and whitespace are ignored.
+The default answerer is extractive and deterministic. For each part of the question (a
+multi-part question is split, :func:`assistant.synthesis.split_question`) it gathers every
+study that bears on it (:class:`assistant.synthesis.EvidenceGatherer`: hybrid ranking, a
+calibrated relevance cut, at most eight studies, human evidence before animal evidence) and
+composes (:mod:`assistant.compose`):
+
+1. a first line saying what the question names that no indexed study covers
+   (:mod:`assistant.gaps`), the evidence then being labelled as related;
+2. a computed bottom line: how many studies of which designs, which direction they point
+   in, per LBP phase, and how consistent they are, each count with its citations;
+3. the studies' result sentences, quoted verbatim with ``[n]``, grouped by what they report
+   (benefit, no difference, mixed or uncertain, harms) or, for a question that compares
+   treatments, by treatment; strongest designs first; animal studies in their own labelled
+   paragraph;
+4. notes on the strength of the evidence; and, beside the text, an evidence table with
+   one row per cited study (:class:`assistant.types.EvidenceRow`).
+
+Patient mode gathers the same way and quotes the studies' plain-language summaries, at
+most about 150 words at US grade 8 or below, with no doses and a reminder. Nothing is
+paraphrased: every evidence sentence equals its source sentence once citation markers and
+whitespace are ignored; what is composed (bottom line, counts, headings, notes) is computed
+from the record fields and reads as such.
 
 An optional LLM (any OpenAI-compatible endpoint, see :mod:`assistant.llm`) can write the
 answer instead; its output is validated and replaced by the extractive answer when it
@@ -17,20 +33,29 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from assistant.chunking import split_sentences
+from assistant.compose import bottom_line, cite_refs, evidence_rows, group_findings
 from assistant.config import Settings
-from assistant.conversation import normalize_history, standalone_query
-from assistant.corpus import parse_citation_markers
-from assistant.fusion import aggregate_max, top_k
-from assistant.index import bm25_tokenize
+from assistant.conversation import _with_topic, normalize_history, standalone_query
+from assistant.gaps import Gap, find_gaps, gap_line, related_question, word_at
+from assistant.index import bm25_tokenize, word_tokens
+from assistant.questions import (
+    TREATMENTS_FILE,
+    about_animals,
+    asked_phases,
+    asks_comparison,
+    load_treatments,
+    split_question,
+)
 from assistant.retrieval import Filters, Retriever
 from assistant.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats
+from assistant.synthesis import EvidenceGatherer, Finding, Study, merge_studies
 from assistant.types import Answer, Citation, Hit, Turn
 
 MODES = ("clinician", "patient")
@@ -61,75 +86,21 @@ RED_FLAG_SCOPE_CLINICIAN = "The exercise evidence indexed here concerns nonspeci
 RED_FLAG_SCOPE_PATIENT = "Exercise advice is for common back pain. Get checked first."
 ANIMAL_HEADING_CLINICIAN = "Animal studies (mechanisms; not evidence of benefit in people):"
 ANIMAL_HEADING_PATIENT = "Studies in animals (not people):"
-STUDY_HEADING = "Study details:"
 NOTES_HEADING_CLINICIAN = "Strength of evidence:"
 GLOSSARY_HEADING = "Words to know:"
-MAX_STUDY_DETAILS = 3
 
-# Sentence selection (tuned on the dev split of datasets/lbp-dev/answers).
-MAX_CANDIDATE_DOCS = 6
-DOC_SCORE_SHARE = 0.75
-DOC_WEIGHT = 0.5
-MIN_SENTENCE_SIMILARITY = 0.30
-MIN_TOP_DOC_SIMILARITY = 0.10
-SENTENCE_MARGIN = 0.12
-FINDING_BONUS = 0.08
 MAX_PATIENT_GRADE = 8.0
-SECTION_BONUS = {"key_findings": 0.05, "conclusion": 0.05, "plain_language": 0.0, "summary": 0.0, "body": 0.0}
-
-_NEGATIVE = re.compile(
-    r"\b(no (significant |clear |meaningful )?(difference|benefit|effect|advantage)|did not|does not|not (better|superior|more effective)|"
-    r"little or no|similar|no better|not significant|failed to)\b",
-    re.IGNORECASE,
-)
-_POSITIVE = re.compile(
-    r"\b(improv\w*|reduc\w*|better|benefit\w*|effective|superior|lower|less pain|relie\w*)\b", re.IGNORECASE
-)
-# Sentences that report a result rather than describe a study's design.
-_FINDING = re.compile(
-    r"\b(help\w*|improv\w*|reduc\w*|less|more|better|worse|fewer|lower\w*|eas\w*|work(ed|s)?|no (clear )?difference|"
-    r"similar|same|effective|benefit\w*|protect\w*|risk|SMD|RR|CI|found|showed|suggest\w*)\b",
-    re.IGNORECASE,
-)
-# Sentences that frame a study rather than report what it found.
-_FRAMING = re.compile(
-    r"^(this|the|in this|these|our) (cochrane |systematic |narrative |qualitative )?(review|study|trial|meta-analysis|"
-    r"article|paper|analysis|authors?)\b.{0,40}\b(set out|looked|asked|aimed|examined|evaluated|assessed|compared|"
-    r"investigated|describe[sd]?|searched|included|pooled|followed)\b|\b(is one of the most common|has long been debated|"
-    r"is often recommended|are a very popular)\b",
-    re.IGNORECASE,
-)
-FRAMING_PENALTY = 0.08
-_DOSE_TEXT = re.compile(r"\b\d+\s?(mg|mcg|milligrams?)\b", re.IGNORECASE)
+MAX_JUDGED_SENTENCES = 4
+PATIENT_MAX_WORDS = 150
+RELATED_NOTE = "Related evidence follows."
+RELATED_HEADING = "related evidence"
+PART_HEADING = "Part {k} of {n}: {text}"
 _MARKER = re.compile(r"\s*\[\d+(?:\s*[-–,]\s*\d+)*\]")
 
 
 def strip_markers(text: str) -> str:
     """``text`` without ``[n]`` markers and with whitespace folded (for traceability checks)."""
     return " ".join(_MARKER.sub("", text).split())
-
-
-def cite(sentence: str, refs: Sequence[int]) -> str:
-    """Append ``[n]`` (or ``[n,m]``) before the sentence's final punctuation."""
-    if not refs:
-        return sentence
-    marker = "[" + ",".join(str(n) for n in sorted(set(refs))) + "]"
-    m = re.search(r"([.!?]+[\"”')\]]*)$", sentence)
-    if m:
-        return f"{sentence[: m.start()]} {marker}{m.group(1)}"
-    return f"{sentence} {marker}"
-
-
-@dataclass
-class _Chosen:
-    row: int
-    text: str
-    doc_id: str
-    passage_id: str
-    refs: tuple[int, ...]
-    score: float
-    level: int
-    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=4)
@@ -151,6 +122,34 @@ def readability_grade(text: str) -> float:
     return float(textstat.flesch_kincaid_grade(strip_markers(text)))
 
 
+def word_count(text: str) -> int:
+    """Words of ``text`` without citation markers."""
+    return len(strip_markers(text).split())
+
+
+class _Draft:
+    """The paragraphs and quoted sentences of an answer being composed."""
+
+    def __init__(self) -> None:
+        self.paragraphs: list[str] = []
+        self.sentences: list[dict[str, Any]] = []
+
+    def quote(self, finding: Finding) -> str:
+        """The finding as shown (its ``[n]`` markers added unless it carries its own), recorded."""
+        refs = finding.all_refs
+        shown = finding.text if _MARKER.search(finding.text) and not finding.also else cite_refs(finding.text, refs)
+        self.sentences.append(
+            {
+                "text": shown,
+                "refs": list(refs),
+                "passage_id": finding.passage_id,
+                "source": finding.text,
+                "also": [{"refs": list(r), "passage_id": pid, "source": t} for r, pid, t in finding.also],
+            }
+        )
+        return shown
+
+
 class Answerer:
     """Turns a question (and history) into an :class:`~assistant.types.Answer`."""
 
@@ -166,6 +165,11 @@ class Answerer:
         self._doc_meta = self.index.documents_metadata()
         self._vocab: set[str] = set(getattr(self.index.bm25, "vocab_dict", {}) or {})
         self._thresholds = THRESHOLDS[self.index.encoder_path is not None]
+        self.treatments = load_treatments(self._corpus_file(TREATMENTS_FILE))
+        self.gatherer = EvidenceGatherer(
+            self.index, self.retriever.encoder.encode_query, self._doc_meta, self.retriever.expand, self.treatments
+        )
+        self._term_docs: dict[str, set[str]] | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -175,6 +179,9 @@ class Answerer:
     def _meta(self, doc_id: str) -> Mapping[str, Any]:
         return self._doc_meta.get(doc_id, {})
 
+    def _corpus_file(self, name: str) -> str:
+        return str(Path(self.settings.corpus_dir) / name)
+
     def _needs_context(self, message: str) -> bool:
         """True when a short message retrieves nothing close on its own."""
         top = self.retriever.dense_scores(message, 1)
@@ -183,15 +190,41 @@ class Answerer:
     def coverage(self, query: str, hits: Sequence[Hit]) -> Coverage:
         """Decide from retrieval evidence whether the corpus covers ``query`` (see :mod:`assistant.scope`)."""
         # Judged on the question (own words or expanded, by model kind; no feedback), over the whole index.
-        judged = self.retriever.expand(query) if self._thresholds.expanded else query
-        raw = self.retriever.dense_scores(collapse_repeats(judged), 1)
-        dense_top = raw[0][1] if raw else 0.0
+        # A long question that tells a story before it asks is also judged sentence by sentence.
+        dense_top = 0.0
+        sentences = [s for s in split_sentences(query) if len(s.split()) >= 3]
+        for text in [query, *(sentences[:MAX_JUDGED_SENTENCES] if len(sentences) > 1 else [])]:
+            judged = self.retriever.expand(text) if self._thresholds.expanded else text
+            raw = self.retriever.dense_scores(collapse_repeats(judged), 1)
+            dense_top = max(dense_top, raw[0][1] if raw else 0.0)
         bm25_top = max((h.components.get("bm25", 0.0) for h in hits), default=0.0)
         dense_best = max(hits, key=lambda h: h.components.get("dense", -1.0)).doc_id if hits else None
         bm25_ranked = sorted((h for h in hits if h.components.get("bm25")), key=lambda h: -h.components["bm25"])
         agreement = dense_best in {h.doc_id for h in bm25_ranked[:3]}
         tokens = bm25_tokenize([query], return_ids=False)[0]
         return assess_coverage(query, dense_top, bm25_top, agreement, tokens, self._vocab, self._thresholds)
+
+    def gaps(self, question: str) -> list[Gap]:
+        """What ``question`` names that the indexed evidence does not cover (see
+        :mod:`assistant.gaps`): words no document contains, and treatments that only animal
+        studies (or no study) mention."""
+        if self._term_docs is None:
+            self._term_docs = self.index.term_documents()
+        low = question.lower()
+        lay = [m.span() for pattern, _ in self.retriever.vocabulary.patterns for m in pattern.finditer(low)]
+        gaps = find_gaps(question, word_tokens, self._term_docs, lay)
+        animals = about_animals(question)
+        for label, pattern in self.treatments.all:
+            m = pattern.search(question)
+            if not m:
+                continue
+            docs = [d for d in self._doc_meta if label in self.gatherer.mentions(d)]
+            phrase = word_at(question, m.start(), m.end())
+            if not docs:
+                gaps.append(Gap(phrase, "absent", True))
+            elif not animals and all(self._meta(d).get("design_group") == "animal" for d in docs):
+                gaps.append(Gap(phrase, "animal", True))
+        return gaps
 
     # ------------------------------------------------------------------ main entry
 
@@ -236,16 +269,34 @@ class Answerer:
         if not cov.in_scope or not hits:
             return self._abstain(mode, query, notices, cov.intent, no_match=not hits and bool(filters))
 
-        chosen = self._choose_sentences(query, hits, mode)
-        if mode == "patient":
-            chosen = self._fit_grade(chosen)
-        if not chosen:
+        gaps = self.gaps(query)
+        parts = split_question(query)
+        gathered: list[tuple[str, list[Study]]] = []
+        used: set[int] = set()
+        for part in parts:
+            if len(parts) == 1:
+                part_query, part_hits = query, hits
+            else:
+                part_query = part if part == parts[0] else _with_topic(part.rstrip("?"), parts[0], part)
+                part_hits = self.retriever.search(part_query, k=40, method="hybrid", filters=filters)
+            studies = self.gatherer.gather(part_query, part_hits, used)
+            if gaps:  # the evidence on the question without what it does not cover, as related
+                broader = related_question(part_query, gaps)
+                if broader.strip(" ?") and broader != part_query:
+                    more = self.retriever.search(broader, k=40, method="hybrid", filters=filters)
+                    studies = merge_studies(studies, self.gatherer.gather(broader, more, used))
+            used |= {f.row for s in studies for f in (*s.findings, *s.plain)}
+            if studies:
+                gathered.append((part, studies))
+        if not gathered:
             return self._abstain(mode, query, notices)
         if self.llm_config is not None:
-            generated = self._generate(query, chosen, hits, mode, turns, notices)
+            generated = self._generate(query, gathered, hits, mode, turns, notices, gaps)
             if generated is not None:
                 return generated
-        return self._compose(query, chosen, mode, notices)
+        if mode == "patient":
+            return self._compose_patient(query, gathered, notices, gaps)
+        return self._compose_clinician(query, gathered, notices, gaps)
 
     def _abstain(
         self, mode: str, query: str, notices: Sequence[str], intent: str | None = None, no_match: bool = False
@@ -260,126 +311,144 @@ class Answerer:
         suggestion = SUGGEST_PATIENT if mode == "patient" else SUGGEST_CLINICIAN
         return Answer(f"{first} {suggestion}", (), True, False, mode, query, tuple(notices))
 
-    # ------------------------------------------------------------------ selection
-
-    def _candidate_docs(self, hits: Sequence[Hit]) -> dict[str, float]:
-        """Documents worth quoting: the top documents of the hybrid ranking whose score is
-        within ``DOC_SCORE_SHARE`` of the best. Returns doc id -> score relative to the best."""
-        ranked = top_k(aggregate_max((h.doc_id, h.score) for h in hits), MAX_CANDIDATE_DOCS)
-        if not ranked or ranked[0][1] <= 0:
-            return {d: 1.0 for d, _ in ranked[:1]}
-        best = ranked[0][1]
-        return {d: s / best for d, s in ranked if s >= DOC_SCORE_SHARE * best}
-
-    def _choose_sentences(self, query: str, hits: Sequence[Hit], mode: str) -> list[_Chosen]:
-        """Pick the answer's sentences from the candidate documents.
-
-        Every sentence is scored by its similarity to the question, a bonus for reporting a
-        result and its document's retrieval score. Clinician mode takes the best sentences
-        (at most two per document); patient mode takes the plain-language summary of the
-        best document whole, in its own order, plus the best sentence of the next ones.
-        """
-        docs = self._candidate_docs(hits)
-        if not docs:
-            return []
-        top_doc = next(iter(docs))
-        q = self.retriever.encoder.encode_query(query)
-        audience = "patient" if mode == "patient" else "clinician"
-        rows: list[int] = []
-        for doc_id in docs:
-            doc_rows = [r for r in self.index.sentence_rows(doc_id) if self.index.sentences[r]["audience"] == audience]
-            if mode == "clinician":
-                doc_rows = [r for r in doc_rows if self.index.sentences[r].get("section") != "study"]
-            if not doc_rows and mode == "patient" and doc_id == top_doc:  # no plain-language text
-                doc_rows = [
-                    r for r in self.index.sentence_rows(doc_id) if self.index.sentences[r].get("section") != "study"
-                ]
-            rows.extend(doc_rows)
-        if not rows:
-            return []
-        if self.index.sentence_embeddings is not None:
-            vectors = np.asarray(self.index.sentence_embeddings[rows])
-        else:  # an index built without sentence vectors (e.g. a benchmark corpus)
-            vectors = self._encode([self.index.sentences[r]["text"] for r in rows])
-        sims = vectors @ q
-        scored: list[tuple[float, int, int]] = []
-        for i, r in enumerate(rows):
-            rec = self.index.sentences[r]
-            on_top = rec["doc_id"] == top_doc
-            if sims[i] < (MIN_TOP_DOC_SIMILARITY if on_top else MIN_SENTENCE_SIMILARITY):
-                continue
-            if mode == "patient" and _DOSE_TEXT.search(rec["text"]):
-                continue
-            score = float(sims[i]) + SECTION_BONUS.get(str(rec.get("section")), 0.0)
-            score += FINDING_BONUS if _FINDING.search(rec["text"]) else 0.0
-            score -= FRAMING_PENALTY if _FRAMING.search(rec["text"]) else 0.0
-            score += DOC_WEIGHT * (docs[rec["doc_id"]] - 1.0)
-            scored.append((score, i, r))
-        if not scored:
-            return []
-        scored.sort(key=lambda t: (-t[0], t[2]))
-        top_score = scored[0][0]
-        chosen: list[_Chosen] = []
-        chosen_idx: list[int] = []
-        per_doc: dict[str, int] = {}
-        limit, per_doc_limit = (5, 3) if mode == "patient" else (5, 2)
-        for score, i, r in scored:
-            rec = self.index.sentences[r]
-            on_top = rec["doc_id"] == top_doc
-            if len(chosen) >= limit:
-                break
-            if not (on_top and mode == "patient") and score < top_score - SENTENCE_MARGIN:
-                continue
-            if per_doc.get(rec["doc_id"], 0) >= (per_doc_limit if on_top or mode == "clinician" else 1):
-                continue
-            if chosen_idx and float(np.max(vectors[chosen_idx] @ vectors[i])) > 0.88:
-                continue  # near-duplicate of a chosen sentence
-            meta = self._meta(rec["doc_id"])
-            refs = (
-                tuple(parse_citation_markers(rec["text"]))
-                if meta.get("refs_from_markers")
-                else tuple(meta.get("refs") or ())
-            )
-            if not refs:
-                continue  # a sentence that cannot be cited is not used
-            level = int(meta.get("evidence_level", 4))
-            chosen.append(_Chosen(r, rec["text"], rec["doc_id"], rec["passage_id"], refs, score, level, meta))
-            chosen_idx.append(i)
-            per_doc[rec["doc_id"]] = per_doc.get(rec["doc_id"], 0) + 1
-        rank = {d: i for i, d in enumerate(docs)}
-        if mode == "patient":  # a summary reads in its own order
-            chosen.sort(key=lambda c: (c.level, rank[c.doc_id], c.row))
-        else:  # strongest evidence first; within a level, the most relevant first
-            chosen.sort(key=lambda c: (c.level, -c.score))
-        return chosen
-
-    def _fit_grade(self, chosen: list[_Chosen]) -> list[_Chosen]:
-        """Drop the hardest sentences until the patient answer reads at grade 8 or below; if
-        one sentence is left and still too hard, try the other plain sentences of its document."""
-
-        def grade(items: Sequence[_Chosen]) -> float:
-            return readability_grade(self._compose("", items, "patient", ()).answer)
-
-        chosen = list(chosen)
-        while len(chosen) > 1 and grade(chosen) > MAX_PATIENT_GRADE:
-            chosen.remove(max(chosen, key=lambda c: self.index.sentences[c.row]["grade"]))
-        if len(chosen) == 1 and grade(chosen) > MAX_PATIENT_GRADE:
-            only = chosen[0]
-            options = [
-                replace(
-                    only, row=r, text=self.index.sentences[r]["text"], passage_id=self.index.sentences[r]["passage_id"]
-                )
-                for r in self.index.sentence_rows(only.doc_id)
-                if self.index.sentences[r]["audience"] == "patient" and r != only.row
-            ]
-            graded = [(grade([c]), c.row, c) for c in options]
-            if graded:
-                easiest_grade, _, easiest = min(graded, key=lambda t: t[:2])
-                if easiest_grade <= MAX_PATIENT_GRADE:
-                    chosen = [easiest]
-        return chosen
-
     # ------------------------------------------------------------------ composition
+
+    def _related(self, studies: Sequence[Study], gaps: Sequence[Gap]) -> set[str]:
+        """Documents shown as related evidence: all of them when a named term is absent from
+        the corpus, the human ones when only animal studies cover it."""
+        if any(g.kind == "absent" for g in gaps):
+            return {s.doc_id for s in studies}
+        if any(g.kind == "animal" for g in gaps):
+            return {s.doc_id for s in studies if not s.animal}
+        return set()
+
+    def _compose_clinician(
+        self, query: str, gathered: Sequence[tuple[str, list[Study]]], notices: Sequence[str], gaps: Sequence[Gap]
+    ) -> Answer:
+        draft = _Draft()
+        if gaps:
+            draft.paragraphs.append(f"{gap_line(gaps)} {RELATED_NOTE}")
+        all_studies = [s for _, studies in gathered for s in studies]
+        related = self._related(all_studies, gaps)
+        for k, (part, studies) in enumerate(gathered, 1):
+            if len(gathered) > 1:
+                draft.paragraphs.append(PART_HEADING.format(k=k, n=len(gathered), text=part))
+            human = [s for s in studies if not s.animal]
+            is_related = bool(human) and all(s.doc_id in related for s in human)
+            line = bottom_line(studies, related=is_related, asked=asked_phases(self.retriever.expand(part)))
+            if line:
+                draft.paragraphs.append(line)
+            pairs = [(s, f) for s in human for f in s.findings]
+            suffix = f" ({RELATED_HEADING})" if is_related else ""
+            if len(human) >= 2:
+                facets, _ = self.gatherer.facets(part)
+                compared = facets if asks_comparison(self.retriever.expand(part)) else ()
+                for heading, items in group_findings(pairs, self.treatments.all, compared):
+                    lines = [draft.quote(f) for _, f in items]
+                    draft.paragraphs.append(f"{heading}{suffix}:\n" + "\n".join(lines))
+            elif pairs:
+                shown = " ".join(draft.quote(f) for _, f in sorted(pairs, key=lambda p: -p[1].score))
+                draft.paragraphs.append(f"Related evidence: {shown}" if is_related else shown)
+            animal = [(s, f) for s in studies if s.animal for f in s.findings]
+            if animal:
+                shown = " ".join(draft.quote(f) for _, f in sorted(animal, key=lambda p: (p[0].rank, -p[1].score)))
+                draft.paragraphs.append(f"{ANIMAL_HEADING_CLINICIAN} {shown}")
+        cited = {pid.rsplit("#", 1)[0] for sentence in draft.sentences for pid in [sentence["passage_id"]]}
+        notes = self._notes([s for s in all_studies if s.doc_id in cited], "clinician", len(all_studies) >= 2)
+        if notes:
+            draft.paragraphs.append(f"{NOTES_HEADING_CLINICIAN} {' '.join(notes)}")
+        return self._answer(query, draft, "clinician", notices, all_studies, related)
+
+    def _compose_patient(
+        self, query: str, gathered: Sequence[tuple[str, list[Study]]], notices: Sequence[str], gaps: Sequence[Gap]
+    ) -> Answer:
+        studies = list({s.doc_id: s for _, part in gathered for s in part}.values())
+        related = self._related(studies, gaps)
+        # One plain sentence per study (most relevant first), then second ones, within the word
+        # budget; the glossary only where words are left; then easier sentences until grade 8.
+        order = sorted(studies, key=lambda s: (s.animal, -s.relevance))
+        if any(g.kind == "animal" for g in gaps):  # the animal evidence the first line points to
+            animal = [s for s in order if s.animal]
+            order = [*order[:1], *animal[:1], *(s for s in order[1:] if s not in animal[:1])]
+        queue = [(s, s.plain[0]) for s in order if s.plain] + [(s, f) for s in order for f in s.plain[1:2]]
+        chosen: list[tuple[Study, Finding]] = []
+        for item in queue:
+            trial = self._patient_draft(query, [*chosen, item], notices, gaps, related, glossary=False)
+            if chosen and word_count(trial.answer) > PATIENT_MAX_WORDS:
+                continue
+            chosen.append(item)
+        answer = self._patient_draft(query, chosen, notices, gaps, related)
+        if word_count(answer.answer) > PATIENT_MAX_WORDS:
+            answer = self._patient_draft(query, chosen, notices, gaps, related, glossary=False)
+        while len(chosen) > 1 and readability_grade(answer.answer) > MAX_PATIENT_GRADE:
+            chosen.remove(max(chosen, key=lambda p: float(self.index.sentences[p[1].row]["grade"])))
+            answer = self._patient_draft(query, chosen, notices, gaps, related)
+        return answer
+
+    def _patient_draft(
+        self,
+        query: str,
+        chosen: Sequence[tuple[Study, Finding]],
+        notices: Sequence[str],
+        gaps: Sequence[Gap],
+        related: set[str],
+        glossary: bool = True,
+    ) -> Answer:
+        draft = _Draft()
+        studies = list({s.doc_id: s for s, _ in chosen}.values())
+        human = [(s, f) for s, f in chosen if not s.animal]
+        animal = [(s, f) for s, f in chosen if s.animal]
+        if gaps:
+            draft.paragraphs.append(gap_line(gaps, patient=True))
+        if human:
+            is_related = all(s.doc_id in related for s, _ in human)
+            line = bottom_line(
+                studies, patient=True, related=is_related, asked=asked_phases(self.retriever.expand(query))
+            )
+            ordered = sorted(human, key=lambda p: (p[0].level, -p[0].relevance, p[1].row))
+            shown = " ".join(draft.quote(f) for _, f in ordered)
+            draft.paragraphs.append(" ".join(x for x in (PATIENT_LEAD, line, shown) if x))
+        if animal:
+            draft.paragraphs.append(f"{ANIMAL_HEADING_PATIENT} {' '.join(draft.quote(f) for _, f in animal)}")
+        notes = self._notes(studies, "patient", len(studies) >= 2)
+        if notes:
+            draft.paragraphs.append(" ".join(notes))
+        words = self._glossary_lines(" ".join(draft.paragraphs)) if glossary else []
+        if words:
+            draft.paragraphs.append(GLOSSARY_HEADING + "\n" + "\n".join(words))
+        draft.paragraphs.append(PATIENT_REMINDER)
+        for s in studies:  # the table shows what the answer quotes
+            s_quoted = [f for q, f in chosen if q is s]
+            s.plain = s_quoted + [f for f in s.plain if f not in s_quoted]
+        return self._answer(query, draft, "patient", notices, studies, related)
+
+    def _answer(
+        self,
+        query: str,
+        draft: _Draft,
+        mode: str,
+        notices: Sequence[str],
+        studies: Sequence[Study],
+        related: set[str],
+    ) -> Answer:
+        quoted = [(s["source"], s["refs"], s["passage_id"]) for s in draft.sentences]
+        cited_docs = {pid.rsplit("#", 1)[0] for s in draft.sentences for pid in [s["passage_id"]]}
+        cited_docs |= {a["passage_id"].rsplit("#", 1)[0] for s in draft.sentences for a in s["also"]}
+        for s in draft.sentences:
+            quoted.extend((a["source"], a["refs"], a["passage_id"]) for a in s["also"])
+        shown = [s for s in studies if s.doc_id in cited_docs]
+        rows = evidence_rows(shown, self._doc_meta, mode == "patient", related)
+        return Answer(
+            answer="\n\n".join(draft.paragraphs),
+            citations=self._citations(quoted),
+            abstained=False,
+            red_flag=False,
+            mode=mode,
+            query=query,
+            notices=tuple(notices),
+            sentences=tuple(draft.sentences),
+            evidence=rows,
+        )
 
     def _citations(self, quoted: Sequence[tuple[str, Sequence[int], str]]) -> tuple[Citation, ...]:
         """One citation per (reference, passage) from (source sentence, refs, passage id) triples."""
@@ -406,16 +475,16 @@ class Answerer:
                     study_type=ref_meta.get("study_type"),
                     species=ref_meta.get("species"),
                     passage=passage.text,
-                    quotes=tuple(qs),
+                    quotes=tuple(dict.fromkeys(qs)),
                     confidence=ref_meta.get("confidence"),
                     source_note=ref_meta.get("source_note"),
                 )
             )
         return tuple(out)
 
-    def _notes(self, chosen: Sequence[_Chosen], mode: str) -> list[str]:
+    def _notes(self, studies: Sequence[Study], mode: str, has_bottom_line: bool) -> list[str]:
         """Plain statements about the size, agreement and kind of the evidence used."""
-        refs = sorted({n for c in chosen for n in c.refs})
+        refs = sorted({n for s in studies for n in s.meta.get("refs") or ()})
         metas = {n: self._meta(f"ref-{n}") for n in refs}
         human = [n for n in refs if metas[n] and metas[n].get("design_group") not in ("animal",)]
         animal = [n for n in refs if metas[n] and metas[n].get("design_group") == "animal"]
@@ -446,10 +515,8 @@ class Answerer:
                     if patient
                     else f"The evidence is small: {len(trials)} studies, each with fewer than 100 participants."
                 )
-        texts = [c.text for c in chosen if c.metadata.get("design_group") != "animal"]
-        if any(_NEGATIVE.search(t) for t in texts) and any(
-            _POSITIVE.search(t) and not _NEGATIVE.search(t) for t in texts
-        ):
+        directions = {f.direction for s in studies if not s.animal for f in s.findings}
+        if not has_bottom_line and {"benefit", "no difference"} <= directions:
             notes.append(
                 "The studies do not all agree."
                 if patient
@@ -465,27 +532,8 @@ class Answerer:
                     notes.append(f"Reference {n} studied {condition}, not low back pain specifically.")
         return notes
 
-    def _study_details(self, chosen: Sequence[_Chosen]) -> list[tuple[str, tuple[int, ...], str]]:
-        """(sentence, refs, passage_id) for the design, population and size of each cited study."""
-        out = []
-        seen: set[str] = set()
-        for c in chosen:
-            if c.doc_id in seen or not c.doc_id.startswith("ref-"):
-                continue
-            seen.add(c.doc_id)
-            if len(seen) > MAX_STUDY_DETAILS:
-                break
-            rows = [r for r in self.index.sentence_rows(c.doc_id) if self.index.sentences[r].get("section") == "study"]
-            for r in rows:
-                rec = self.index.sentences[r]
-                if rec["text"].startswith(
-                    ("Study design:", "Population:", "Participants:", "Studies included:", "Animals:")
-                ):
-                    out.append((rec["text"], c.refs, rec["passage_id"]))
-        return out
-
     def _glossary_lines(self, text: str) -> list[str]:
-        glossary = load_glossary(str(Path(self.settings.corpus_dir) / "glossary.json"))
+        glossary = load_glossary(self._corpus_file("glossary.json"))
         lines = []
         low = text.lower()
         for term, meaning in glossary.items():
@@ -496,84 +544,32 @@ class Answerer:
                 break
         return lines
 
-    def _compose(self, query: str, chosen: Sequence[_Chosen], mode: str, notices: Sequence[str]) -> Answer:
-        human = [c for c in chosen if c.metadata.get("design_group") != "animal"]
-        animal = [c for c in chosen if c.metadata.get("design_group") == "animal"]
-        sentences: list[dict[str, Any]] = []
-
-        def render(items: Sequence[_Chosen]) -> str:
-            parts = []
-            for c in items:
-                shown = c.text if parse_citation_markers(c.text) else cite(c.text, c.refs)
-                parts.append(shown)
-                sentences.append({"text": shown, "refs": list(c.refs), "passage_id": c.passage_id, "source": c.text})
-            return " ".join(parts)
-
-        paragraphs: list[str] = []
-        if mode == "patient":
-            if human:
-                paragraphs.append(f"{PATIENT_LEAD} {render(human)}")
-            if animal:
-                paragraphs.append(f"{ANIMAL_HEADING_PATIENT} {render(animal)}")
-        else:
-            if human:
-                paragraphs.append(render(human))
-            if animal:
-                paragraphs.append(f"{ANIMAL_HEADING_CLINICIAN} {render(animal)}")
-            details = self._study_details(chosen)
-            if details:
-                lines = []
-                for text, refs, pid in details:
-                    shown = cite(text, refs)
-                    lines.append(shown)
-                    sentences.append({"text": shown, "refs": list(refs), "passage_id": pid, "source": text})
-                paragraphs.append(STUDY_HEADING + "\n" + "\n".join(lines))
-        notes = self._notes(chosen, mode)
-        if notes:
-            paragraphs.append((NOTES_HEADING_CLINICIAN + " " if mode == "clinician" else "") + " ".join(notes))
-        if mode == "patient":
-            words = self._glossary_lines(" ".join(paragraphs))
-            if words:
-                paragraphs.append(GLOSSARY_HEADING + "\n" + "\n".join(words))
-            paragraphs.append(PATIENT_REMINDER)
-        citations = self._citations([(s["source"], s["refs"], s["passage_id"]) for s in sentences])
-        return Answer(
-            answer="\n\n".join(paragraphs),
-            citations=citations,
-            abstained=False,
-            red_flag=False,
-            mode=mode,
-            query=query,
-            notices=tuple(notices),
-            sentences=tuple(sentences),
-        )
-
     # ------------------------------------------------------------------ optional LLM
 
     def _generate(
         self,
         query: str,
-        chosen: Sequence[_Chosen],
+        gathered: Sequence[tuple[str, list[Study]]],
         hits: Sequence[Hit],
         mode: str,
         turns: Sequence[Turn],
         notices: list[str],
+        gaps: Sequence[Gap],
     ) -> Answer | None:
         from assistant.llm import LLMError, generate
 
+        patient = mode == "patient"
+        studies = [s for _, part in gathered for s in part]
         sources: list[tuple[int, str, str]] = []
         seen: set[str] = set()
-        for item in [*chosen]:
-            if item.passage_id not in seen and item.refs:
-                seen.add(item.passage_id)
-                sources.append((item.refs[0], item.passage_id, self.index.passage(item.passage_id).text))
+        for study in studies:
+            for item in study.plain if patient else study.findings:
+                if item.passage_id not in seen and item.refs:
+                    seen.add(item.passage_id)
+                    sources.append((item.refs[0], item.passage_id, self.index.passage(item.passage_id).text))
         for h in hits[:8]:
             refs = h.passage.refs
-            if (
-                h.passage_id not in seen
-                and refs
-                and h.passage.audience == ("patient" if mode == "patient" else "clinician")
-            ):
+            if h.passage_id not in seen and refs and h.passage.audience == ("patient" if patient else "clinician"):
                 seen.add(h.passage_id)
                 sources.append((refs[0], h.passage_id, h.text))
         history = [{"role": t.role, "content": t.content} for t in turns]
@@ -593,8 +589,10 @@ class Answerer:
         for n, pid, text in sources:
             if n in used:
                 first_source.setdefault(n, (pid, text))
+        cited = [s for s in studies if set(s.meta.get("refs") or ()) & used]
+        text = f"{gap_line(gaps, patient)}\n\n{result.text}" if gaps else result.text
         return Answer(
-            answer=result.text,
+            answer=text,
             citations=self._citations([(text, (n,), pid) for n, (pid, text) in first_source.items()]),
             abstained=False,
             red_flag=False,
@@ -602,6 +600,7 @@ class Answerer:
             query=query,
             notices=tuple(notices),
             generator=f"llm:{self.llm_config.model}",
+            evidence=evidence_rows(cited, self._doc_meta, patient, self._related(studies, gaps)),
         )
 
 

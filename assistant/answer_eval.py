@@ -1,10 +1,12 @@
 """Answer-level evaluation: ``python -m assistant eval-answers``.
 
 Over the answer dev sets (``datasets/lbp-dev/answers``): citation precision and recall
-against the expected references, the share of answer sentences found verbatim in their
+against the expected references (and precision against every study the retrieval qrels
+grade as relevant, since synthesized answers cite several), the share of answer sentences found verbatim in their
 cited passage, abstention accuracy on in-scope and out-of-scope questions, red-flag recall
 and false alarms, follow-up retrieval hit rate, mean Flesch-Kincaid grade per mode, and
-answer latency.
+answer latency. The broad questions (``broad.jsonl``) get the synthesis metrics of
+:mod:`assistant.broad_eval`, per split.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FormatError(path, i, f"invalid JSON: {exc.msg}") from exc
+
+
+def read_qrels(folder: Path) -> dict[str, dict[str, int]]:
+    """``{query_id: {doc_id: grade}}`` from every ``*.tsv`` of a BEIR qrels folder (empty if none)."""
+    out: dict[str, dict[str, int]] = {}
+    for path in sorted(folder.glob("*.tsv")) if folder.is_dir() else []:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) == 3 and parts[2].lstrip("-").isdigit():
+                    out.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    return out
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -81,6 +95,9 @@ def evaluate_answers(bot: Any, dataset: Path = DEFAULT_ANSWER_SETS, progress: bo
                                                       "false_alarm", "follow_up_miss", "not_traceable", "grade_over_8")}  # fmt: skip
     precisions: list[float] = []
     recalls: list[float] = []
+    graded_precisions: list[float] = []
+    cited_counts: list[int] = []
+    qrels = read_qrels(dataset.parent / "qrels")
     traceable: list[float] = []
     grades: dict[str, list[float]] = {"clinician": [], "patient": []}
     abstained_in = 0
@@ -97,6 +114,10 @@ def evaluate_answers(bot: Any, dataset: Path = DEFAULT_ANSWER_SETS, progress: bo
             precisions.append(len(cited & expected) / len(cited))
         if expected:
             recalls.append(len(cited & expected) / len(expected))
+        cited_counts.append(len(cited))
+        graded = qrels.get(item["_id"])
+        if cited and graded:  # any study the retrieval judgments grade as relevant
+            graded_precisions.append(len([n for n in cited if graded.get(f"ref-{n}", 0) >= 1]) / len(cited))
         share = traceable_share(answer, passages)
         traceable.append(share)
         if share < 1.0:
@@ -166,6 +187,8 @@ def evaluate_answers(bot: Any, dataset: Path = DEFAULT_ANSWER_SETS, progress: bo
         "out_of_scope_abstained": oos_correct / max(1, len(sets["out_of_scope"])),
         "citation_precision": statistics.mean(precisions) if precisions else 0.0,
         "citation_recall": statistics.mean(recalls) if recalls else 0.0,
+        "citation_precision_graded": statistics.mean(graded_precisions) if graded_precisions else 0.0,
+        "cited_studies_mean": statistics.mean(cited_counts) if cited_counts else 0.0,
         "verbatim_sentence_share": statistics.mean(traceable) if traceable else 1.0,
         "red_flag_recall": red_hits / max(1, n_red),
         "red_flag_first": red_first / max(1, red_hits),
@@ -200,6 +223,17 @@ def add_eval_answers_parser(sub: Any) -> None:
     p.add_argument("--dataset", type=Path, default=DEFAULT_ANSWER_SETS, help="folder of answer sets")
     p.add_argument("--output", type=Path, help="write the report as JSON")
     p.add_argument("--calibrate", action="store_true", help="print the coverage features used for abstention")
+    p.add_argument(
+        "--calibrate-evidence",
+        action="store_true",
+        help="print the features of the candidate studies of the dev questions (for the evidence cut)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("dev", "test", "all"),
+        default="all",
+        help="broad-question split to report (default: both, each on its own)",
+    )
     p.add_argument("--index", type=Path, help="index folder")
     p.add_argument("--corpus", type=Path, help="corpus folder")
 
@@ -215,11 +249,24 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
             print(f"{row['id']:>8} in={row['in_scope']!s:5} dense={row['dense_top']:.3f} bm25={row['bm25_top']:6.2f} "
                   f"agree={row['agreement']!s:5} unknown={row['unknown']} {row['reason']}{flag}")  # fmt: skip
         return 0
+    if args.calibrate_evidence:
+        from assistant.broad_eval import candidate_table
+
+        print(candidate_table(bot, args.dataset))
+        return 0
+    from assistant.broad_eval import evaluate_broad, format_broad
+
     report = evaluate_answers(bot, args.dataset, progress=True)
     for key, value in report["metrics"].items():
         print(f"{key:28} {value:.3f}" if isinstance(value, float) else f"{key:28} {value}")
     for key, ids in report["failures"].items():
         print(f"{key}: {', '.join(ids)}")
+    splits = ("dev", "test") if args.split == "all" else (args.split,)
+    broad = evaluate_broad(bot, args.dataset, splits)
+    if broad["metrics"]:
+        print("\nBroad questions (synthesis):")
+        print(format_broad(broad))
+        report["broad"] = broad
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2) + "\n")

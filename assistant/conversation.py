@@ -309,7 +309,11 @@ def rewrite_follow_up(
         return f"{new_phrase} {' '.join(content_words(previous_query))}"
     i = candidates[best]
     tail = words[i][len(words[i].rstrip(",.?!")) :]
-    replacement = " ".join(novel).strip(" ,")
+    novel_words = list(novel)
+    # "for acute pain" after "... for chronic ...": the preposition is already there.
+    while len(novel_words) > 1 and i > 0 and novel_words[0].lower() == words[i - 1].lower():
+        novel_words = novel_words[1:]
+    replacement = " ".join(novel_words).strip(" ,")
     return " ".join([*words[:i], replacement + tail, *words[i + 1 :]])
 
 

@@ -27,6 +27,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -112,6 +113,23 @@ def bm25_tokenize(texts: Sequence[str], return_ids: bool = True) -> Any:
     import bm25s
 
     return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=return_ids, show_progress=False)
+
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_STOPWORDS_EN: frozenset[str] | None = None
+
+
+def word_tokens(text: str) -> list[str]:
+    """The BM25 tokens of one short text, as :func:`bm25_tokenize` gives them (lower case,
+    English stop words removed, Snowball stems), without its per-call set-up: for the
+    question-sized texts of the answer path."""
+    global _STOPWORDS_EN
+    if _STOPWORDS_EN is None:
+        from bm25s.stopwords import STOPWORDS_EN
+
+        _STOPWORDS_EN = frozenset(STOPWORDS_EN)
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS_EN]
+    return list(_stemmer()(words)) if words else []
 
 
 _STEMMER: Any = None
@@ -306,6 +324,21 @@ class Index:
 
     def passage(self, passage_id: str) -> Passage:
         return self.passages[self._by_id[passage_id]]
+
+    def term_documents(self) -> dict[str, set[str]]:
+        """BM25 token -> ids of the documents whose passages contain it (from the BM25 index's
+        token-by-passage matrix; nothing is tokenized again)."""
+        vocab = getattr(self.bm25, "vocab_dict", None) or {}
+        scores = getattr(self.bm25, "scores", None) or {}
+        if not vocab or "indptr" not in scores:
+            return {}
+        indptr, indices = scores["indptr"], scores["indices"]
+        doc_ids = [p.doc_id for p in self.passages]
+        return {
+            token: {doc_ids[row] for row in indices[indptr[t] : indptr[t + 1]]}
+            for token, t in vocab.items()
+            if t + 1 < len(indptr)
+        }
 
     def documents_metadata(self) -> dict[str, dict[str, Any]]:
         """Document id -> the metadata of its first passage (document-level fields), with

@@ -37,6 +37,7 @@ from assistant.types import Hit
 
 METHODS = ("hybrid", "dense", "bm25")
 FUSIONS = ("rrf", "convex")
+EXPANSION_CACHE = 256
 FILTER_ALIASES = {
     "phase": "lbp_phase",
     "type": "study_type",
@@ -80,12 +81,19 @@ class Retriever:
         self._row_priors: tuple[np.ndarray, np.ndarray] | None = None
         self._sentence_rows: np.ndarray | None = None
         self.vocabulary = EMPTY
+        self._expanded: dict[str, str] = {}  # a small cache: one answer expands its question several times
         if settings.query_expansion:
             self.vocabulary = load_lay_vocabulary(str(Path(settings.corpus_dir) / LAY_TERMS_FILE))
 
     def expand(self, query: str) -> str:
         """The query as searched: with the clinical terms of its everyday phrases added."""
-        return self.vocabulary.expand(query)
+        expanded = self._expanded.get(query)
+        if expanded is None:
+            expanded = self.vocabulary.expand(query)
+            if len(self._expanded) >= EXPANSION_CACHE:
+                self._expanded.clear()
+            self._expanded[query] = expanded
+        return expanded
 
     @property
     def encoder(self) -> Any:

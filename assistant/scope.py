@@ -58,6 +58,8 @@ _DRUGS = (
     r"codeine|morphine|gabapentin|pregabalin|diclofenac|duloxetine|amitriptyline|muscle relaxants?|steroids?)\b"
 )
 
+_MEDICINE_WORDS = rf"{_DRUGS}|\b(medicines?|medications?|pills?|tablets?|painkillers?|drugs?|analgesics?)\b"
+
 # "without pills", "other than medicine": asking for the alternative to medicines is in scope.
 _NOT_MEDICINE = re.compile(
     r"(\b(without|instead of|other than|besides|rather than|apart from|not|no|avoid\w*)|n't)\W+(\w+\W+){0,2}"
@@ -68,8 +70,12 @@ _NOT_MEDICINE = re.compile(
 # Requests the corpus cannot answer whatever the retrieval scores say. Retrieval evidence
 # decides the rest (see Coverage); these only name what retrieval cannot tell apart.
 _OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
+    # Doses of medicines. The dose, frequency or amount of exercise is in scope ("exercise dose",
+    # "how often should I exercise"): a dose word counts only beside a medicine word.
     "dosing": re.compile(
-        r"\b(\d+\s?(mg|mcg|milligrams?|micrograms?)|dos(e|es|age|ing)|prescri(be|bed|ption) (for|of) (pain|medicine|drugs?)|"
+        r"\b(\d+\s?(mg|mcg|milligrams?|micrograms?)|"
+        rf"({_MEDICINE_WORDS}).{{0,60}}\b(dos(e|es|age|ing)|prescri(be|bed|ption))\b|"
+        rf"\b(dos(e|es|age|ing)|prescri(be|bed|ption))\b.{{0,60}}({_MEDICINE_WORDS})|"
         r"(how (much|many|often)|can i|should i|is it safe to|what (pills?|drugs?|medicines?|medications?))\b.{0,40}"
         r"\b(take|taking|pills?|tablets?|medicines?|medications?|drugs?|painkillers?)|"
         r"(take|taking)\b.{0,20}\b(ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|opioids?|tramadol|"
@@ -89,9 +95,11 @@ _OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
         r"disc replacement|(knee|hip|joint) replacement|microdiscectomy|decompression)\b",
         re.IGNORECASE,
     ),
+    # Injections and other procedures. Spinal manipulation, massage, acupuncture, heat and TENS
+    # are comparators in the exercise evidence, so they are in scope.
     "procedure": re.compile(
-        r"\b(injections?|epidurals?|steroid shots?|nerve blocks?|radiofrequency|ablation|acupuncture|chiropract\w*|"
-        r"spinal manipulation|massage chair|tens unit)\b",
+        r"\b(injections?|epidurals?|steroid shots?|nerve blocks?|radiofrequency|ablation|denervation|"
+        r"facet (joint )?(injections?|blocks?)|spinal cord stimulat\w*|implant\w*)\b",
         re.IGNORECASE,
     ),
     "imaging": re.compile(r"\b(mri|x-?rays?|ct scans?|scans?|imaging|radiograph\w*)\b", re.IGNORECASE),

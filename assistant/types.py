@@ -237,13 +237,91 @@ class Citation:
         return " ".join(parts)
 
 
+Direction = Literal["benefit", "no difference", "uncertain", "harm", "finding"]
+DIRECTIONS: tuple[str, ...] = ("benefit", "no difference", "uncertain", "harm", "finding")
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """One row of an answer's evidence table: a cited study and what it showed.
+
+    Every field but ``result`` and ``direction`` is copied from the study's record;
+    ``result`` is a verbatim sentence of passage ``passage_id`` (the study's main result for
+    the question) and ``direction`` is computed from it.
+
+    Attributes:
+        n: the reference number (``[n]`` in the answer).
+        doc_id: ``ref-<n>``.
+        study: first author and year (``"Hayden JA 2005"``).
+        design: the study type as recorded (``"Cochrane review"``).
+        design_group: ``review``, ``trial``, ``cohort``, ``animal`` or ``other``.
+        species: ``human``, ``rat``, ``mouse``... or None.
+        size: participants, studies or animals (``"61 studies"``, ``"148 participants"``), or "".
+        population: who was studied, as recorded ("" when the record does not say).
+        phase: the LBP phase of the population (``acute``, ``chronic``, ``mixed``...) or None.
+        comparison: ``interventions vs comparators`` ("" when the record names neither).
+        result: the main result, quoted.
+        passage_id: the passage ``result`` is quoted from.
+        direction: ``benefit``, ``no difference``, ``uncertain``, ``harm`` or ``finding``
+            (a result that is neither, e.g. a prevalence).
+        related: the study does not cover something the question names (see the answer's
+            first line); it is shown as related evidence.
+    """
+
+    n: int
+    doc_id: str
+    study: str
+    design: str
+    design_group: str
+    species: str | None
+    size: str
+    population: str
+    phase: str | None
+    comparison: str
+    result: str
+    passage_id: str
+    direction: str
+    related: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "doc_id": self.doc_id,
+            "study": self.study,
+            "design": self.design,
+            "design_group": self.design_group,
+            "species": self.species,
+            "size": self.size,
+            "population": self.population,
+            "phase": self.phase,
+            "comparison": self.comparison,
+            "result": self.result,
+            "passage_id": self.passage_id,
+            "direction": self.direction,
+            "related": self.related,
+        }
+
+    def to_text(self) -> str:
+        """The row as a few lines of plain text (the CLI's evidence table)."""
+        design = self.design + (f", {self.species}" if self.species and self.species != "human" else "")
+        phase = f"{self.phase} LBP" if self.phase and self.phase not in ("not applicable", "mixed") else self.phase
+        head = " | ".join(x for x in (f"[{self.n}] {self.study}", design, self.size, phase or "", self.direction) if x)
+        lines = [head + (" (related evidence)" if self.related else "")]
+        for label, value in (("Population", self.population), ("Comparison", self.comparison)):
+            if value:
+                lines.append(f"    {label}: {value}")
+        lines.append(f'    Result: "{self.result}"')
+        return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Answer:
     """What :meth:`assistant.Assistant.ask` returns.
 
     ``to_dict()`` is the contract of ``python -m assistant ask --json``: ``answer``,
-    ``citations``, ``abstained``, ``red_flag``, ``mode``, ``query`` (plus ``notices``,
-    ``red_flags`` and ``sentences`` for people and tools that want the detail).
+    ``citations``, ``abstained``, ``red_flag``, ``mode``, ``query``, ``evidence`` (the
+    evidence table: one :class:`EvidenceRow` per cited study) plus ``notices``, ``red_flags``
+    and ``sentences`` for people and tools that want the detail.
     """
 
     answer: str
@@ -256,6 +334,7 @@ class Answer:
     red_flags: tuple[str, ...] = ()
     sentences: tuple[Mapping[str, Any], ...] = ()
     generator: str = "extractive"
+    evidence: tuple[EvidenceRow, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -269,6 +348,7 @@ class Answer:
             "red_flags": list(self.red_flags),
             "sentences": [dict(s) for s in self.sentences],
             "generator": self.generator,
+            "evidence": [row.to_dict() for row in self.evidence],
         }
 
     def references_text(self) -> str:
@@ -279,7 +359,9 @@ class Answer:
         return "\n".join(lines.values())
 
     def to_text(self) -> str:
-        """Answer, then the reference list (what the CLI prints)."""
+        """Answer, then the evidence table and the reference list (what the CLI prints)."""
         if not self.citations:
             return self.answer
-        return f"{self.answer}\n\nReferences\n{self.references_text()}"
+        table = "\n".join(row.to_text() for row in self.evidence)
+        table = f"\n\nEvidence table\n{table}" if table else ""
+        return f"{self.answer}{table}\n\nReferences\n{self.references_text()}"

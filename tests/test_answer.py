@@ -53,18 +53,26 @@ def test_bed_rest_answer_cites_the_cochrane_review(bot) -> None:  # type: ignore
     answer = bot.ask("bed rest or staying active for acute back pain")
     ref22 = [c for c in answer.citations if c.n == 22]
     assert ref22 and ref22[0].pmid == "20556780" and ref22[0].url.endswith("/20556780/")
-    assert "Study design: Cochrane review [22]." in answer.answer  # clinician mode shows the design
-    assert "22. Dahm KT" in answer.to_text()
+    # the design, population and size of the study are in the evidence table (JSON and text)
+    row = next(r for r in answer.evidence if r.n == 22)
+    assert (row.design, row.study, row.size, row.phase) == ("Cochrane review", "Dahm KT 2010", "10 studies", "acute")
+    assert row.comparison.startswith("advice to stay active vs advice to rest in bed")
+    assert strip_markers(row.result) in strip_markers(bot.index.passage(row.passage_id).text)
+    text = answer.to_text()
+    assert "Evidence table\n[22] Dahm KT 2010 | Cochrane review | 10 studies | acute LBP |" in text
+    assert "22. Dahm KT" in text
 
 
 def test_strongest_evidence_first(bot) -> None:  # type: ignore[no-untyped-def]
     answer = bot.ask("Is core stabilization exercise superior to general exercise for low back pain?")
-    levels = [
-        bot.answerer._meta(f"ref-{s['refs'][0]}").get("evidence_level", 4)
-        for s in answer.sentences
-        if not s["source"].startswith(("Study design", "Population", "Participants", "Studies included", "Animals"))
-    ]
-    assert levels == sorted(levels)
+    groups = [p.splitlines() for p in answer.answer.split("\n\n") if p.splitlines()[0].endswith(":")]
+    assert len(groups) >= 2  # several studies: their sentences are grouped under headings
+    for heading, *lines in groups:
+        if heading.startswith(("Strength of evidence", "Animal studies")):
+            continue
+        refs = [re.findall(r"\[(\d+)\]", line)[0] for line in lines]
+        levels = [bot.answerer._meta(f"ref-{n}")["evidence_level"] for n in refs]
+        assert levels == sorted(levels), (heading, lines)
 
 
 def test_animal_evidence_is_labelled(bot) -> None:  # type: ignore[no-untyped-def]

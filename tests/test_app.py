@@ -74,6 +74,27 @@ def _answer(text: str, citations: list[dict[str, Any]], **extra: Any) -> dict[st
     return {**base, "query": "q", "notices": [], **extra}
 
 
+def _row(n: int, **extra: Any) -> dict[str, Any]:
+    """An ``EvidenceRow.to_dict()``."""
+    base = {
+        "n": n,
+        "doc_id": f"ref-{n}",
+        "study": "Hagen KB 2004",
+        "design": "Cochrane review",
+        "design_group": "review",
+        "species": "human",
+        "size": "11 studies",
+        "population": "Adults with acute low back pain",
+        "phase": "acute",
+        "comparison": "advice to stay active vs bed rest",
+        "result": "Staying active helps.",
+        "passage_id": f"ref-{n}#0",
+        "direction": "benefit",
+        "related": False,
+    }
+    return {**base, **extra}
+
+
 def _plain(html_text: str) -> str:
     return re.sub(r"<[^>]+>", "", html_text)
 
@@ -193,6 +214,93 @@ def test_history_and_exports() -> None:
     assert "**References**" in md and md.count("\n22. ") == 1
 
 
+def test_evidence_table_rows_are_escaped_linked_and_badged() -> None:
+    evil = "<script>alert(1)</script> helps | a little [3]."
+    rows = [
+        _row(22),
+        _row(3, study="<b>Evil</b> 2020", result=evil, direction="harm", related=True, species="rat", size=""),
+    ]
+    table = webui.render_evidence_table(rows, 2)
+    assert "<script" not in table and "<b>" not in table
+    assert (
+        "“&lt;script&gt;alert(1)&lt;/script&gt; helps | a little " in table and "&lt;b&gt;Evil&lt;/b&gt; 2020" in table
+    )
+    assert table.count('<tr class="lbp-ev-row') == 2 and table.count('<th scope="col">') == 8
+    assert '<caption>Evidence table <span class="lbp-ev-count">(2 studies)</span>' in table
+    assert '<th scope="row" class="lbp-ev-study">Hagen KB 2004</th>' in table
+    # [n] and the marker inside the quoted result link to the card like the answer's own links
+    assert '<td class="lbp-ev-n"><a class="lbp-cite" href="#src-2-22" title="Source 22">[22]</a></td>' in table
+    assert table.count('href="#src-2-3"') == 2
+    assert '<span class="lbp-badge lbp-dir lbp-dir-benefit">Benefit</span>' in table
+    assert '<span class="lbp-badge lbp-dir lbp-dir-harm">Harm</span>' in table
+    related = table.split('<tr class="lbp-ev-row')[2]
+    assert related.startswith(' lbp-ev-related"') and "lbp-ev-related-badge" in related and ">related</span>" in related
+    assert "Cochrane review" in table and "Cochrane review, rat" in table and '<td class="lbp-ev-size"></td>' in table
+    assert "related" not in table.split('<tr class="lbp-ev-row')[1]
+    # a number without a card is not linked; an unknown direction gets a neutral badge
+    other = webui.render_evidence_table([_row(5, direction="<mixed>")], 1, known=set())
+    assert "lbp-cite" not in other and '<span class="lbp-badge lbp-dir lbp-dir-other">&lt;mixed&gt;</span>' in other
+
+
+def test_evidence_table_shortens_long_populations() -> None:
+    population = "Adults aged 18 to 65 with non-specific chronic low back pain for at least 12 weeks, recruited " * 2
+    table = webui.render_evidence_table([_row(1, population=population, phase="chronic")], 1)
+    shown = re.search(r'<td class="lbp-ev-population"><span title="([^"]*)">([^<]*)</span>', table)
+    assert shown and shown.group(1) == " ".join(population.split())
+    assert shown.group(2).endswith("…") and len(shown.group(2)) <= webui.POPULATION_LIMIT
+    assert '<span class="lbp-badge lbp-ev-phase">chronic</span>' in table
+    short = webui.render_evidence_table([_row(1, phase="not applicable")], 1)
+    assert '<td class="lbp-ev-population">Adults with acute low back pain</td>' in short
+
+
+def test_answer_shows_the_evidence_table_only_when_finished() -> None:
+    answer = _answer("Stay active [22]. Avoid bed rest [22].", [_citation(22)], evidence=[_row(22)])
+    done = webui.render_answer(answer, 1)
+    assert done.count('class="lbp-ev-table"') == 1
+    assert done.index("Avoid bed rest") < done.index('class="lbp-evidence"')
+    assert 'class="lbp-evidence"' not in webui.render_answer(answer, 1, "Stay active [22].")
+    empties: list[dict[str, Any]] = [{}, {"evidence": []}]  # answers from before the table; without studies
+    for empty in empties:
+        assert "lbp-ev" not in webui.render_answer(_answer("Stay active [22].", [_citation(22)], **empty), 1)
+    assert webui.render_evidence_table([], 1) == ""
+
+
+def test_css_labels_every_evidence_column_on_phones() -> None:
+    phone = webui.CSS[webui.CSS.rindex("@media (max-width: 640px)") :]
+    for key, label in webui.EVIDENCE_COLUMNS[2:]:
+        assert f'.lbp-ev-{key}::before {{ content: "{label}: "; }}' in phone
+    assert "lbp-ev-table tr" in phone and "display: block" in phone
+
+
+def test_exports_carry_the_evidence_table() -> None:
+    rows = [_row(22), _row(3, result="Pain fell | a bit\nlater.", comparison="", related=True)]
+    answer = _answer("Stay active [22] [3].", [_citation(22), _citation(3)], evidence=rows)
+    md = webui.conversation_markdown([{"question": "Bed rest?", "mode": "clinician", "filters": {}, "answer": answer}])
+    lines = md.splitlines()
+    start = lines.index("**Evidence table**")
+    table = lines[start + 2 : lines.index("**References**") - 1]
+    assert table[0] == "| Ref. | Study | Design | Size | Population and phase | Comparison | Main result | Direction |"
+    assert table[1] == "|---|---|---|---|---|---|---|---|" and len(table) == 2 + len(rows)
+    assert table[2] == (
+        "| [22] | Hagen KB 2004 | Cochrane review | 11 studies | Adults with acute low back pain (acute) "
+        "| advice to stay active vs bed rest | “Staying active helps.” | Benefit |"
+    )
+    assert table[3].endswith("| “Pain fell \\| a bit later.” | Benefit (related) |")
+    assert lines.index("Stay active [22] [3].") < start
+    copied = webui.answer_with_references(answer)
+    text = copied.split("\n\n")
+    assert text[0] == "Stay active [22] [3]." and text[2].startswith("References\n22. Hagen KB")
+    assert text[1].splitlines() == [
+        "Evidence table",
+        "[22] Hagen KB 2004: Design: Cochrane review; Size: 11 studies; Population and phase: Adults with acute "
+        "low back pain (acute); Comparison: advice to stay active vs bed rest; Main result: “Staying active helps.”; "
+        "Direction: Benefit",
+        "[3] Hagen KB 2004: Design: Cochrane review; Size: 11 studies; Population and phase: Adults with acute "
+        "low back pain (acute); Main result: “Pain fell | a bit later.”; Direction: Benefit (related)",
+    ]
+    assert "Evidence table" not in webui.answer_with_references(_answer("Stay active [22].", [_citation(22)]))
+
+
 # --------------------------------------------------------------------------- app.py handlers (in process)
 
 
@@ -204,14 +312,16 @@ class FakeAssistant:
         self.calls: list[dict[str, Any]] = []
 
     def ask(self, question: str, history: Any = None, mode: str = "clinician", filters: Any = None) -> Any:
-        from assistant.types import Answer, Citation
+        from assistant.types import Answer, Citation, EvidenceRow
 
         self.calls.append({"question": question, "history": history, "mode": mode, "filters": filters})
         if self.fail:
             raise RuntimeError("index unavailable")
         c = _citation(1)
         cit = Citation(**{**c, "authors": tuple(c["authors"]), "quotes": tuple(c["quotes"])})
-        return Answer("Walking helps [1]. Staying active helps [1].", (cit,), False, False, mode, question)
+        row = EvidenceRow(**_row(1))
+        text = "Walking helps [1]. Staying active helps [1]."
+        return Answer(text, (cit,), False, False, mode, question, evidence=(row,))
 
 
 @pytest.fixture(scope="module")
@@ -241,11 +351,15 @@ def test_respond_streams_then_stores_the_turn(app_module: Any, fake: FakeAssista
     assert "Searching the evidence" in first[0][1]["content"]
     assert len(middle) == 2  # one step per sentence, the last one complete
     assert "lbp-streaming" in middle[0][0][-1]["content"] and "lbp-streaming" not in middle[1][0][-1]["content"]
+    assert "lbp-ev-table" not in middle[0][0][-1]["content"] and "lbp-ev-table" in middle[1][0][-1]["content"]
     chat, conversation, sources, _box, copied, markdown = last
     assert before == [] and len(conversation) == 1 and conversation[0]["question"] == "Is walking good?"
     assert 'href="#src-1-1"' in chat[1]["content"] and 'id="src-1-1"' in sources
+    assert chat[1]["content"].count('<tr class="lbp-ev-row">') == 1
+    assert conversation[0]["answer"]["evidence"][0]["study"] == "Hagen KB 2004"
     assert copied.startswith("Walking helps [1].") and "\nReferences\n1. " in copied
-    assert "## 1. Is walking good?" in markdown
+    assert "\n\nEvidence table\n[1] Hagen KB 2004: " in copied
+    assert "## 1. Is walking good?" in markdown and "\n| [1] | Hagen KB 2004 |" in markdown
     assert fake.calls == [
         {
             "question": "Is walking good?",
@@ -515,6 +629,13 @@ def test_browser_answer_sources_feedback_and_exports(browser: Any, client: Any, 
         if c["pmid"]:
             assert card.locator(f'a[href="https://pubmed.ncbi.nlm.nih.gov/{c["pmid"]}/"]').count() == 1
     assert page.locator("#lbp-sources .lbp-badge").count() >= 2
+
+    # Under the answer, the evidence table: a real table with one row per study of "evidence".
+    rows = answer.locator(".lbp-ev-table tbody tr")
+    assert expected["evidence"] and rows.count() == len(expected["evidence"])
+    assert rows.locator(".lbp-ev-n").all_inner_texts() == [f"[{r['n']}]" for r in expected["evidence"]]
+    assert rows.first.evaluate("el => getComputedStyle(el).display") == "table-row"
+    assert answer.locator(".lbp-ev-table caption").inner_text().startswith("Evidence table")
     _screenshot(page, "answer-desktop.png")
 
     # Tab reaches a citation; Enter moves focus to its card.
@@ -597,13 +718,30 @@ def test_browser_phone_width(browser: Any, server: Server) -> None:
     box = page.locator("#lbp-question textarea")
     box.fill("Is yoga good for back pain?")
     page.locator("#lbp-ask").click()
-    _wait_for_answer(page, 1)
+    answer = _wait_for_answer(page, 1)
     card = page.locator("#lbp-sources .lbp-card").first
     card.wait_for()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     chat_box, card_box = page.locator("#lbp-chat").bounding_box(), card.bounding_box()
     assert card_box["y"] > chat_box["y"] + chat_box["height"]  # sources stack below the chat
     assert card_box["x"] >= 0 and card_box["x"] + card_box["width"] <= 391
+
+    # The evidence table: each row a labelled card inside the screen, its [n] linking to a source card.
+    table = answer.locator(".lbp-ev-table")
+    assert table.is_visible()
+    rows = table.locator("tbody tr")
+    assert rows.count() >= 1 and rows.first.evaluate("el => getComputedStyle(el).display") == "block"
+    design = rows.first.locator(".lbp-ev-design")
+    assert design.evaluate("el => getComputedStyle(el, '::before').content") == '"Design: "'
+    for href in table.locator(".lbp-ev-n a.lbp-cite").evaluate_all("els => els.map(e => e.getAttribute('href'))"):
+        assert page.locator(f"#lbp-sources {href}").count() == 1, href
+    edges = table.locator("tbody tr, tbody th, tbody td").evaluate_all(
+        "els => els.map(e => e.getBoundingClientRect()).map(r => [r.left, r.right])"
+    )
+    assert all(left >= 0 and right <= 390 + 1 for left, right in edges), edges
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    table.scroll_into_view_if_needed()
+    _screenshot(page, "evidence-phone.png")
     _screenshot(page, "phone.png", full_page=True)
     _assert_local_only(requests)
     page.context.close()

@@ -1,0 +1,492 @@
+"""Gather the evidence for a question: every study that bears on it, and its quotable findings.
+
+A broad question ("Is exercise effective for chronic low back pain?") has several studies
+behind its answer, a narrow one ("Does McKenzie add to first-line care in acute LBP?") one
+or two. :class:`EvidenceGatherer` decides which, in three steps:
+
+1. **Candidates**: the best documents of the hybrid ranking. When the question names
+   treatments ("yoga", "massage or spinal manipulation") the studies *about* each of them
+   (the treatment in the record's title, keywords, interventions or comparators) join the
+   candidates, and candidates that never mention a named treatment leave; when it asks
+   which type of exercise works best, the studies about each exercise type join.
+2. **The cut**: a document stays when its fused score relative to the best and the
+   similarity of its best result sentence to the question pass thresholds calibrated on
+   the dev questions; the best study about each named treatment (or exercise type) stays
+   when it passes a lower similarity bar; a study of an LBP phase that excludes the phase
+   asked about (chronic when acute is asked) leaves. At most :data:`MAX_STUDIES`, human
+   evidence before animal evidence.
+3. **Findings**: from each kept study, the sentences that report a result (framing and
+   method sentences are left out, and so are sentences about an excluded phase), at most
+   two per study and only close to the study's best. A sentence that nearly repeats one
+   already taken from another study is merged into it when both say the same thing, so
+   the claim cites both, and dropped otherwise; a second sentence of the same study must
+   add something (a lower bar for "nearly repeats").
+
+What the sentences say (direction, phase) is labelled by :mod:`assistant.evidence`;
+:mod:`assistant.compose` turns the gathered studies into the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from assistant.corpus import parse_citation_markers
+from assistant.evidence import is_framing, phase_key, sentence_direction, sentence_phases
+from assistant.fusion import aggregate_max, top_k
+from assistant.questions import (
+    Treatments,
+    about_animals,
+    asked_directions,
+    asked_phases,
+    asks_which_type,
+    phase_conflicts,
+    treatments_in,
+)
+from assistant.types import Hit
+
+# Calibrated on the dev split of datasets/lbp-dev/answers (broad and in-scope questions):
+# ``python -m assistant eval-answers --calibrate-evidence`` prints the candidates' features.
+CANDIDATE_DOCS = 12
+MAX_STUDIES = 8
+MIN_RELATIVE_SCORE = 0.45
+MIN_FINDING_SIMILARITY = 0.30
+MIN_FACET_SIMILARITY = 0.20
+FACET_DOCS = 2
+# Per study: sentences within this margin of its best one, at most PER_STUDY of them.
+SENTENCE_MARGIN = 0.15
+PER_STUDY = 3
+MAX_FINDINGS = 14
+NEAR_DUPLICATE = 0.88
+SAME_STUDY_DUPLICATE = 0.70
+# Two sentences of one study sharing this share of the shorter one's content words say the same thing.
+SAME_WORDS = 0.6
+SECTION_BONUS = {"key_findings": 0.08, "conclusion": 0.05}
+RESULT_BONUS = 0.10
+FACET_BONUS = 0.05
+ASKED_BONUS = 0.05
+# A sentence that opens with a pronoun leans on the one before it; quoted alone it is unclear.
+DANGLING = re.compile(r"^(it|its|they|their|them|this|these|those|such|he|she)\b", re.IGNORECASE)
+DANGLING_PENALTY = 0.10
+QUOTABLE_SECTIONS_EXCLUDED = ("study", "citation")
+PATIENT_DOSE = re.compile(r"\b\d+\s?(mg|mcg|milligrams?)\b", re.IGNORECASE)
+# Record fields that say what a study is about (for "studies about a treatment").
+ABOUT_FIELDS = ("title", "keywords", "interventions", "comparators")
+
+
+_CONTENT_WORD = re.compile(r"[a-z0-9][a-z0-9-]+")
+_FUNCTION_WORDS = frozenset(
+    # Words that say nothing about a finding
+    re.findall(
+        r"\w+",
+        "the and for with than that this from were was are has have had its their they been but not "
+        "into over both all any more less most some such in it is no of to an on as at by or be",
+    )
+)
+
+
+def word_overlap(a: str, b: str) -> float:
+    """Shared content words over the content words of the shorter sentence (0 to 1)."""
+    wa = {w for w in _CONTENT_WORD.findall(a.lower()) if w not in _FUNCTION_WORDS}
+    wb = {w for w in _CONTENT_WORD.findall(b.lower()) if w not in _FUNCTION_WORDS}
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / min(len(wa), len(wb))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One quotable sentence of a study, scored for a question.
+
+    Attributes:
+        row: its row in the index's sentence table.
+        text: the sentence, verbatim.
+        doc_id / passage_id: where it stands.
+        refs: the reference numbers it is cited as.
+        score: similarity to the question plus the section, result and treatment bonuses.
+        similarity: cosine to the question.
+        direction / phases: see :mod:`assistant.evidence`.
+        also: (refs, passage_id, text) of near-identical sentences of other studies that
+            say the same thing (their studies are cited with this claim).
+    """
+
+    row: int
+    text: str
+    doc_id: str
+    passage_id: str
+    refs: tuple[int, ...]
+    score: float
+    similarity: float
+    direction: str
+    phases: tuple[str, ...]
+    also: tuple[tuple[tuple[int, ...], str, str], ...] = ()
+
+    @property
+    def all_refs(self) -> tuple[int, ...]:
+        return tuple(sorted({*self.refs, *(n for refs, _, _ in self.also for n in refs)}))
+
+
+@dataclass(eq=False)
+class Study:
+    """A document considered for the answer, with what it contributes.
+
+    ``findings`` are clinician sentences (they give the direction in both modes);
+    ``plain`` its plain-language sentences for patient answers.
+    """
+
+    doc_id: str
+    meta: Mapping[str, Any]
+    rank: int
+    relative_score: float
+    findings: list[Finding] = field(default_factory=list)
+    plain: list[Finding] = field(default_factory=list)
+    facets: tuple[str, ...] = ()
+
+    @property
+    def level(self) -> int:
+        return int(self.meta.get("evidence_level", 4))
+
+    @property
+    def animal(self) -> bool:
+        return self.meta.get("design_group") == "animal"
+
+    @property
+    def top_similarity(self) -> float:
+        """Cosine of the study's best result sentence (either audience) to the question."""
+        return max((f.similarity for f in (*self.findings, *self.plain)), default=0.0)
+
+    @property
+    def relevance(self) -> float:
+        """Relative fused score plus best result-sentence similarity (orders candidates)."""
+        return self.relative_score + self.top_similarity
+
+    @property
+    def direction(self) -> str:
+        """The direction of the study's main (best) finding, ``finding`` without one."""
+        return self.findings[0].direction if self.findings else "finding"
+
+    def phase_of(self, finding: Finding) -> str | None:
+        return phase_key(finding.phases, self.meta.get("lbp_phase"))
+
+
+@dataclass(frozen=True)
+class _SentenceInfo:
+    row: int
+    audience: str
+    section: str
+    direction: str
+    phases: tuple[str, ...]
+    framing: bool
+
+
+class EvidenceGatherer:
+    """Select the studies and sentences of an answer from an index.
+
+    Args:
+        index: the loaded :class:`~assistant.index.Index` (sentences and their vectors).
+        encode: the query encoder (text -> normalized vector).
+        doc_meta: document id -> metadata.
+        expand: the retriever's lay-term expansion (the question as searched).
+        treatments: the treatment vocabulary (:mod:`assistant.questions`).
+    """
+
+    def __init__(
+        self,
+        index: Any,
+        encode: Callable[[str], np.ndarray],
+        doc_meta: Mapping[str, Mapping[str, Any]],
+        expand: Callable[[str], str] = str,
+        treatments: Treatments | None = None,
+    ):
+        self.index = index
+        self.encode = encode
+        self.doc_meta = doc_meta
+        self.expand = expand
+        self.treatments = treatments or Treatments()
+        self._info: dict[str, list[_SentenceInfo]] = {}
+        self._about: dict[str, tuple[str, ...]] | None = None
+        self._mentions: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------------ per document
+
+    def sentences_of(self, doc_id: str) -> list[_SentenceInfo]:
+        """The labelled sentences of a document (computed once per document)."""
+        if doc_id not in self._info:
+            infos = []
+            for r in self.index.sentence_rows(doc_id):
+                rec = self.index.sentences[r]
+                text = rec["text"]
+                infos.append(
+                    _SentenceInfo(
+                        row=r,
+                        audience=str(rec.get("audience", "clinician")),
+                        section=str(rec.get("section") or ""),
+                        direction=sentence_direction(text),
+                        phases=sentence_phases(text),
+                        framing=is_framing(text),
+                    )
+                )
+            self._info[doc_id] = infos
+        return self._info[doc_id]
+
+    def about(self) -> dict[str, tuple[str, ...]]:
+        """Document id -> the treatments its record is about (title, keywords, arms), those
+        of its title first."""
+        if self._about is None:
+            about = {}
+            for doc_id, meta in self.doc_meta.items():
+                fields = []
+                for key in ABOUT_FIELDS:
+                    value = meta.get(key)
+                    fields.extend(value if isinstance(value, list) else [value] if value else [])
+                named = treatments_in(" ".join(str(f) for f in fields), self.treatments.all)
+                titled = set(treatments_in(str(meta.get("title") or ""), self.treatments.all))
+                about[doc_id] = tuple(sorted(named, key=lambda label: label not in titled))
+            self._about = about
+        return self._about
+
+    def titled(self, doc_id: str, facet: str) -> bool:
+        """Whether the document's title names ``facet`` (the study is specifically about it)."""
+        pattern = dict(self.treatments.all).get(facet)
+        return bool(pattern and pattern.search(str(self.doc_meta.get(doc_id, {}).get("title") or "")))
+
+    def mentions(self, doc_id: str) -> set[str]:
+        """The treatments a document names anywhere (its record or its text)."""
+        if doc_id not in self._mentions:
+            text = " ".join(self.index.sentences[s.row]["text"] for s in self.sentences_of(doc_id))
+            self._mentions[doc_id] = set(self.about().get(doc_id, ())) | set(treatments_in(text, self.treatments.all))
+        return self._mentions[doc_id]
+
+    def _vectors(self, rows: Sequence[int]) -> np.ndarray:
+        if self.index.sentence_embeddings is not None:
+            return np.asarray(self.index.sentence_embeddings[list(rows)])
+        return np.vstack([self.encode(self.index.sentences[r]["text"]) for r in rows])
+
+    def _refs(self, doc_id: str, text: str) -> tuple[int, ...]:
+        meta = self.doc_meta.get(doc_id, {})
+        if meta.get("refs_from_markers"):
+            return tuple(parse_citation_markers(text))
+        return tuple(meta.get("refs") or ())
+
+    def _findings(
+        self,
+        doc_id: str,
+        q: np.ndarray,
+        audience: str,
+        asked: Sequence[str] = (),
+        facets: Sequence[str] = (),
+        question: str = "",
+    ) -> list[Finding]:
+        """The document's quotable sentences for ``audience``, best first."""
+        infos = [
+            s
+            for s in self.sentences_of(doc_id)
+            if s.audience == audience
+            and s.section not in QUOTABLE_SECTIONS_EXCLUDED
+            and not s.framing
+            and not phase_conflicts(asked, s.phases)
+        ]
+        if audience == "patient":
+            infos = [s for s in infos if not PATIENT_DOSE.search(self.index.sentences[s.row]["text"])]
+        if not infos:
+            return []
+        sims = self._vectors([s.row for s in infos]) @ q
+        facet_patterns = [p for label, p in self.treatments.all if label in facets]
+        wanted = asked_directions(question)
+        out = []
+        for s, sim in zip(infos, sims, strict=True):
+            rec = self.index.sentences[s.row]
+            refs = self._refs(doc_id, rec["text"])
+            if not refs:
+                continue  # a sentence that cannot be cited is not used
+            score = float(sim) + SECTION_BONUS.get(s.section, 0.0)
+            score += RESULT_BONUS if s.direction != "finding" else 0.0
+            score += FACET_BONUS if any(p.search(rec["text"]) for p in facet_patterns) else 0.0
+            score += ASKED_BONUS if s.direction in wanted else 0.0
+            score -= DANGLING_PENALTY if DANGLING.match(rec["text"]) else 0.0
+            out.append(
+                Finding(s.row, rec["text"], doc_id, rec["passage_id"], refs, score, float(sim), s.direction, s.phases)
+            )
+        out.sort(key=lambda f: (-f.score, f.row))
+        return out
+
+    # ------------------------------------------------------------------ per question
+
+    def facets(self, question: str) -> tuple[tuple[str, ...], bool]:
+        """(treatments to cover, strict) for a question.
+
+        The treatments the question names in its own words (strict: the answer keeps to
+        studies that mention them); else those its lay-term expansion names ("cardio" ->
+        aerobic exercise; not strict); else every exercise type when it asks which type
+        works best (not strict); else none.
+        """
+        named = treatments_in(question, self.treatments.all)
+        if named:
+            return named, True
+        implied = treatments_in(self.expand(question), self.treatments.all)
+        if implied:
+            return implied, False
+        if asks_which_type(question):
+            return tuple(label for label, _ in self.treatments.exercise), False
+        return (), False
+
+    def candidates(self, query: str, hits: Sequence[Hit]) -> list[Study]:
+        """The candidate studies with their scored findings (no cut yet); see the module docstring."""
+        expanded = self.expand(query)
+        facets, _ = self.facets(query)
+        asked = asked_phases(expanded)
+        scores = top_k(aggregate_max((h.doc_id, h.score) for h in hits), len(hits))
+        if not scores:
+            return []
+        best = scores[0][1] if scores[0][1] > 0 else 1.0
+        relative = {d: s / best for d, s in scores}
+        docs = [d for d, _ in scores[:CANDIDATE_DOCS]]
+        about = self.about()
+        for facet in facets:
+            docs.extend(d for d, labels in about.items() if facet in labels and d not in docs)
+        q = self.encode(expanded)
+        rank = {d: i for i, (d, _) in enumerate(scores)}
+        out = []
+        for doc_id in docs:
+            study = Study(
+                doc_id,
+                self.doc_meta.get(doc_id, {}),
+                rank.get(doc_id, len(scores)),
+                relative.get(doc_id, 0.0),
+                facets=tuple(f for f in facets if f in about.get(doc_id, ())),
+            )
+            study.findings = self._findings(doc_id, q, "clinician", asked, facets, expanded)
+            study.plain = self._findings(doc_id, q, "patient", asked, facets, expanded)
+            out.append(study)
+        return out
+
+    @staticmethod
+    def relevant(study: Study) -> bool:
+        """The calibrated cut: the best document always, others when both their fused score
+        (relative to the best) and the similarity of their best result sentence pass."""
+        return study.rank == 0 or (
+            study.relative_score >= MIN_RELATIVE_SCORE and study.top_similarity >= MIN_FINDING_SIMILARITY
+        )
+
+    def gather(self, query: str, hits: Sequence[Hit], exclude_rows: set[int] | None = None) -> list[Study]:
+        """The studies that bear on ``query``, strongest designs first, each with its findings.
+
+        Args:
+            query: the standalone question (part).
+            hits: its hybrid hits (about 40).
+            exclude_rows: sentence rows already used elsewhere in the answer (another part).
+        """
+        expanded = self.expand(query)
+        facets, strict = self.facets(query)
+        asked = asked_phases(expanded)
+        animals_asked = about_animals(expanded)
+        candidates = [
+            s
+            for s in self.candidates(query, hits)
+            if not phase_conflicts(asked, [str(s.meta.get("lbp_phase") or "")]) and (s.findings or s.plain)
+        ]
+        kept = [s for s in candidates if self.relevant(s) and (not strict or self.mentions(s.doc_id) & set(facets))]
+        # The best studies about each treatment asked about: for a treatment the question
+        # names, those of the phase asked about, then those named for it in their title; for
+        # "which type", those named for the type, strongest design first. A study counts when
+        # one of its sentences that report a result names the treatment. Animal studies only when the
+        # question is about animals or nothing else is about the treatment.
+        picked: list[Study] = []
+        for facet in facets:
+            pattern = dict(self.treatments.all)[facet]
+            about = [
+                s
+                for s in candidates
+                if facet in s.facets
+                and any(
+                    f.similarity >= MIN_FACET_SIMILARITY and f.direction != "finding" and pattern.search(f.text)
+                    for f in (*s.findings, *s.plain)
+                )
+            ]
+            if not animals_asked and any(not s.animal for s in about):
+                about = [s for s in about if not s.animal]
+
+            def preference(s: Study, facet: str = facet) -> tuple[Any, ...]:
+                other_phase = bool(asked) and s.meta.get("lbp_phase") not in asked
+                if strict:
+                    return (other_phase, not self.titled(s.doc_id, facet), -s.relevance)
+                return (not self.titled(s.doc_id, facet), s.level, other_phase, -s.relevance)
+
+            picked.extend(sorted(about, key=preference)[: FACET_DOCS if strict else 1])
+        picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
+        kept.extend(s for s in picked if s not in kept)
+        order = {id(s): i for i, s in enumerate(picked)}
+        kept.sort(
+            key=lambda s: (s.animal and not animals_asked, s.rank != 0, order.get(id(s), len(order)), -s.relevance)
+        )
+        kept = kept[:MAX_STUDIES]
+        self._select(kept, exclude_rows or set())
+        merged = {pid.rsplit("#", 1)[0] for s in kept for f in (*s.findings, *s.plain) for _, pid, _ in f.also}
+        kept = [s for s in kept if s.findings or s.plain or s.doc_id in merged]
+        kept.sort(key=lambda s: (s.level, -s.relevance))
+        return kept
+
+    def _select(self, studies: Sequence[Study], exclude: set[int]) -> None:
+        """Keep each study's best findings (clinician and plain), without near-repeats."""
+        for audience in ("clinician", "patient"):
+            taken: list[Finding] = []
+            vectors: list[np.ndarray] = []
+            for study in sorted(studies, key=lambda s: -s.relevance):
+                pool = study.findings if audience == "clinician" else study.plain
+                chosen: list[Finding] = []
+                top = pool[0].score if pool else 0.0
+                for f in pool:
+                    if len(chosen) >= PER_STUDY or len(taken) >= MAX_FINDINGS:
+                        break
+                    if f.row in exclude or f.score < top - SENTENCE_MARGIN:
+                        continue
+                    if chosen and f.similarity < MIN_FINDING_SIMILARITY:
+                        continue
+                    v = self._vectors([f.row])[0]
+                    if chosen and (
+                        float(np.max(self._vectors([c.row for c in chosen]) @ v)) > SAME_STUDY_DUPLICATE
+                        or max(word_overlap(f.text, c.text) for c in chosen) >= SAME_WORDS
+                    ):
+                        continue  # a second sentence of a study must add something
+                    if vectors:
+                        sims = np.asarray(vectors) @ v
+                        j = int(np.argmax(sims))
+                        if sims[j] > NEAR_DUPLICATE:
+                            taken[j] = self._merge(taken[j], f, studies)
+                            continue
+                    chosen.append(f)
+                    taken.append(f)
+                    vectors.append(v)
+                if audience == "clinician":
+                    study.findings = chosen
+                else:
+                    study.plain = chosen
+
+    @staticmethod
+    def _merge(kept: Finding, repeat: Finding, studies: Sequence[Study]) -> Finding:
+        """Cite ``repeat``'s study with ``kept`` when the two sentences say the same thing;
+        returns the finding that now stands for both (``kept`` itself when they differ)."""
+        if repeat.doc_id == kept.doc_id or repeat.direction != kept.direction:
+            return kept
+        merged = replace(kept, also=(*kept.also, (repeat.refs, repeat.passage_id, repeat.text)))
+        for study in studies:
+            for pool in (study.findings, study.plain):
+                for i, f in enumerate(pool):
+                    if f is kept:
+                        pool[i] = merged
+        return merged
+
+
+def merge_studies(first: Sequence[Study], second: Sequence[Study]) -> list[Study]:
+    """The studies of both gatherings (``first`` wins for a study in both), at most
+    :data:`MAX_STUDIES`, human evidence before animal evidence, strongest designs first."""
+    seen = {s.doc_id for s in first}
+    merged = [*first, *(s for s in second if s.doc_id not in seen)]
+    merged.sort(key=lambda s: s.animal)
+    merged = merged[:MAX_STUDIES]
+    merged.sort(key=lambda s: (s.level, -s.relevance))
+    return merged
