@@ -103,6 +103,11 @@ def _direction_clause(studies: Sequence[Study], directions: Mapping[str, str], p
     return f"{', '.join(parts)}" + (f" ({consistency(counts)})" if total > 1 else "")
 
 
+def _best_direction(study: Study) -> str | None:
+    """The direction of the study's best finding that reports a benefit or a difference."""
+    return next((f.direction for f in study.findings if f.direction in COUNTED), None)
+
+
 def _first_per_study(by_phase: Mapping[str | None, Mapping[str, str]], phases: Sequence[str | None]) -> dict[str, str]:
     """Each study's direction in the first of ``phases`` where it has one."""
     merged: dict[str, str] = {}
@@ -123,8 +128,8 @@ def bottom_line(
     particular phase), else one clause.
 
     Clinician: ``Bottom line, counted from the 5 studies below (3 systematic reviews, ...):
-    chronic LBP: benefit in 4 of 4 [20][21][23][24] (consistent); acute LBP: no difference in
-    2 of 2 [20][22] (consistent).`` Patient: ``We found 5 studies on this. 4 found a benefit
+    acute LBP: no difference in 2 of 2 [20][22] (consistent); chronic LBP: benefit in 4 of 4
+    [20][21][23][24] (consistent).`` Patient: ``We found 5 studies on this. 4 found a benefit
     and 1 found little or no difference.``
     """
     human = [s for s in studies if not s.animal]
@@ -134,7 +139,7 @@ def bottom_line(
     by_phase = _study_directions(human)
     everything = [*PHASE_LABELS, None]
     if patient:
-        counted = _first_per_study(by_phase, [*asked, *everything])
+        counted = {s.doc_id: d for s in human for d in [_best_direction(s)] if d}
         lead = f"We found {len(human)} {'related ' if related else ''}studies on this."
         return f"{lead} {_direction_clause(human, counted, True)}" if counted else lead
     kind = "related studies" if related else "studies"
@@ -148,7 +153,9 @@ def bottom_line(
         label = join_words([PHASE_LABELS[p] for p in asked]) if asked else ""
         if not asked and specific and not by_phase.get(None):
             label = PHASE_LABELS[specific[0]]
-        counted = _first_per_study(by_phase, [*asked, *everything])
+        counted = _first_per_study(by_phase, [*asked, None] if asked else everything)
+        if not counted:
+            return f"{head}: none reports a benefit or a difference for {label or 'this question'}; see below."
         return f"{head}: {label + ': ' if label else ''}{_direction_clause(human, counted, False)}."
     clauses = [f"{PHASE_LABELS[p]}: {_direction_clause(human, by_phase[p], False)}" for p in specific]
     placed = {doc for p in specific for doc in by_phase[p]}
@@ -174,7 +181,8 @@ def group_findings(
     group's heading lists the directions of its sentences.
     """
     if facets and treatments:
-        patterns = tuple((label, pattern) for label, pattern in treatments if label in facets)
+        by_label = dict(treatments)
+        patterns = tuple((label, by_label[label]) for label in facets if label in by_label)
         keyed: dict[str, list[Pair]] = {}
         for pair in pairs:
             names = treatments_in(pair[1].text, patterns)
@@ -204,21 +212,24 @@ def evidence_rows(
     patient mode), its direction that of the study's main finding.
     """
     rows: dict[int, EvidenceRow] = {}
+    # (refs, passage id, text, direction) of sentences merged into another study's claim
+    merged = [
+        (refs, pid, text, f.direction) for s in studies for f in (*s.findings, *s.plain) for refs, pid, text in f.also
+    ]
     for study in studies:
         quotes = (study.plain or study.findings) if patient else (study.findings or study.plain)
-        merged = [(refs, pid, text) for s in studies for f in (*s.findings, *s.plain) for refs, pid, text in f.also]
-        main: tuple[tuple[int, ...], str, str] | None = None
         if quotes:
-            main = (quotes[0].refs, quotes[0].passage_id, quotes[0].text)
+            main = (quotes[0].refs, quotes[0].passage_id, quotes[0].text, study.direction)
         else:
-            main = next((m for m in merged if m[1].rsplit("#", 1)[0] == study.doc_id), None)
-        if main is None:
-            continue
-        refs, passage_id, text = main
+            found = next((m for m in merged if m[1].rsplit("#", 1)[0] == study.doc_id), None)
+            if found is None:
+                continue
+            main = found
+        refs, passage_id, text, direction = main
         for n in refs:
             if n in rows:
                 continue
             meta = doc_meta.get(f"ref-{n}") or study.meta
             doc_id = f"ref-{n}" if doc_meta.get(f"ref-{n}") else study.doc_id
-            rows[n] = evidence_row(meta, doc_id, text, passage_id, study.direction, study.doc_id in related)
+            rows[n] = evidence_row(meta, doc_id, text, passage_id, direction, study.doc_id in related, n=n)
     return tuple(rows.values())

@@ -31,7 +31,8 @@ _NO_DIFFERENCE = re.compile(
     r"significant\w*|reach significance|any better)|"
     r"no (more|better|less) (effective )?than|little or no|about the same|about equally|as effective as|"
     r"(broadly |largely )?similar|comparable|equally|ineffective|no longer present|failed to|not superior|"
-    r"too small to matter|(clinically )?trivial|non-significant|not significant|though not)\b",
+    r"too small to matter|(clinically )?trivial|non-significant|not significant\w*|though not|"
+    r"not (as |more |very |clearly )?(effective|helpful|beneficial|better|superior|different))\b",
     re.IGNORECASE,
 )
 _BENEFIT = re.compile(
@@ -54,6 +55,10 @@ _HARM = re.compile(
     r"(further|future|new) back (injury|injuries|trouble))\b",
     re.IGNORECASE,
 )
+_NOT_SIGNIFICANT = re.compile(
+    r"\b(not (statistically )?significant\w*|did not reach (statistical )?significance|non-significant)\b", re.I
+)
+_TWO_CLAUSES = re.compile(r"\b(whereas|while)\b", re.IGNORECASE)
 # Within one sentence, a benefit beside a "no difference" across one of these is a mixed result.
 _CONTRAST = re.compile(r"\b(but|yet|although|though|whereas|while|however|only)\b", re.IGNORECASE)
 
@@ -129,7 +134,9 @@ def sentence_direction(text: str) -> str:
     Harms and safety statements ("no serious adverse events") are ``harm`` whatever else
     they say; a sentence that names uncertainty or conflict, or reports a benefit and no
     difference side by side across a contrast ("eased pain, but did not ..."), is
-    ``uncertain``; otherwise the one kind of cue it has decides, and none gives ``finding``.
+    ``uncertain``, unless the difference is only a gain that was not significant ("improved,
+    but not significantly": ``no difference``); otherwise the one kind of cue it has decides,
+    and none gives ``finding``.
     """
     if _HARM.search(text):
         return "harm"
@@ -137,6 +144,8 @@ def sentence_direction(text: str) -> str:
         return "uncertain"
     no_difference = bool(_NO_DIFFERENCE.search(text))
     benefit = bool(_BENEFIT.search(_NO_DIFFERENCE.sub(" ", text)))
+    if benefit and _NOT_SIGNIFICANT.search(text) and not _TWO_CLAUSES.search(text):
+        return "no difference"  # "improved, but not significantly": the gain is qualified away
     if no_difference and benefit:
         return "uncertain" if _CONTRAST.search(_NO_DIFFERENCE.sub(" ", text)) else "no difference"
     if no_difference:
@@ -227,13 +236,19 @@ def comparison_text(meta: Mapping[str, Any]) -> str:
 
 
 def evidence_row(
-    meta: Mapping[str, Any], doc_id: str, result: str, passage_id: str, direction: str, related: bool = False
+    meta: Mapping[str, Any],
+    doc_id: str,
+    result: str,
+    passage_id: str,
+    direction: str,
+    related: bool = False,
+    n: int | None = None,
 ) -> EvidenceRow:
-    """The evidence-table row of one study (record fields, the quoted result, its direction)."""
-    n = meta.get("n")
-    if not isinstance(n, int):
-        refs = meta.get("refs") or [0]
-        n = int(refs[0])
+    """The evidence-table row of one study (record fields, the quoted result, its direction);
+    ``n`` is the reference number cited (default: the record's own)."""
+    if n is None:
+        own = meta.get("n")
+        n = own if isinstance(own, int) else int((meta.get("refs") or [0])[0])
     return EvidenceRow(
         n=n,
         doc_id=doc_id,

@@ -347,9 +347,12 @@ def gap_line(gaps: Sequence[Gap], patient: bool = False) -> str:
 
 def related_question(question: str, gaps: Sequence[Gap], general: str = "exercise") -> str:
     """``question`` with each uncovered treatment replaced by ``general`` and each uncovered
-    population left out: the question whose evidence is shown as related."""
+    population left out with its preposition: the question whose evidence is shown as related."""
     out = question
     for gap in gaps:
-        pattern = re.compile(rf"(\b(in|during|among|for|with|after)\s+)?\b{re.escape(gap.phrase)}\b", re.IGNORECASE)
-        out = pattern.sub(general if gap.tried else "", out, count=1)
-    return " ".join(out.split())
+        if gap.tried:
+            out = re.sub(rf"\b{re.escape(gap.phrase)}\b", general, out, count=1, flags=re.IGNORECASE)
+        else:
+            pattern = rf"(\b(in|during|among|for|with|after)\s+)?\b{re.escape(gap.phrase)}\b"
+            out = re.sub(pattern, "", out, count=1, flags=re.IGNORECASE)
+    return re.sub(r"\s+([?.!,;:])", r"\1", " ".join(out.split()))

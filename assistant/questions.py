@@ -52,11 +52,15 @@ def load_treatments(path: str) -> Treatments:
 
     def vocabulary(key: str) -> Vocabulary:
         items = data.get(key, {}) if isinstance(data, dict) else {}
+        if not isinstance(items, dict):
+            raise FormatError(p, None, f"{key!r} must be an object of treatment -> list of patterns")
         out = []
         for label, alternatives in items.items():
+            if not isinstance(alternatives, list) or not all(isinstance(x, str) and x for x in alternatives):
+                raise FormatError(p, None, f"treatment {label!r}: expected a list of patterns (strings)")
             try:
                 out.append((str(label), re.compile("|".join(f"(?:{x})" for x in alternatives), re.IGNORECASE)))
-            except (re.error, TypeError) as exc:
+            except re.error as exc:
                 raise FormatError(p, None, f"treatment {label!r}: {exc}") from exc
         return tuple(out)
 
@@ -64,12 +68,13 @@ def load_treatments(path: str) -> Treatments:
 
 
 def treatments_in(text: str, vocabulary: Vocabulary) -> tuple[str, ...]:
-    """The treatment labels ``text`` names, in vocabulary order."""
-    return tuple(label for label, pattern in vocabulary if pattern.search(text))
+    """The treatment labels ``text`` names, in the order it names them."""
+    found = [(m.start(), label) for label, pattern in vocabulary for m in [pattern.search(text)] if m]
+    return tuple(label for _, label in sorted(found, key=lambda t: t[0]))
 
 
 _SPLIT = re.compile(
-    r"\?\s+(?=\S)|;\s+|,?\s+and\s+(?=(?:which|what|how|does|do|is|are|can|should|whether|when|who|why)\b)",
+    r"(?<=\?)\s+(?=\S)|;\s+|,?\s+and\s+(?=(?:which|what|how|does|do|is|are|can|should|whether|when|who|why)\b)",
     re.IGNORECASE,
 )
 
@@ -142,11 +147,11 @@ def asked_phases(question: str) -> tuple[str, ...]:
 
 
 def phase_conflicts(asked: Sequence[str], phases: Sequence[str]) -> bool:
-    """True when ``phases`` (of a study or a sentence) exclude every phase asked about."""
+    """True when ``phases`` (of a study or a sentence) exclude every phase asked about: each
+    asked phase excludes all of them ("recurrent" excludes "acute" but not "chronic")."""
     if not asked or not phases or set(asked) & set(phases):
         return False
-    excluded = set().union(*(_EXCLUDES[p] for p in asked))
-    return all(p in excluded for p in phases)
+    return all(all(p in _EXCLUDES[a] for p in phases) for a in asked)
 
 
 _SAFETY = re.compile(

@@ -55,6 +55,12 @@ CANDIDATE_DOCS = 12
 MAX_STUDIES = 8
 MIN_RELATIVE_SCORE = 0.45
 MIN_FINDING_SIMILARITY = 0.30
+PHASE_MATCH_SHARE = 0.85
+# A result sentence this close to the question makes its study relevant whatever the study's
+# fused score; the studies of the best such sentences of the whole index are candidates.
+MIN_STRONG_SIMILARITY = 1.0
+SENTENCE_CANDIDATES = 0
+RARE_PHASE = 0.25
 MIN_FACET_SIMILARITY = 0.20
 FACET_DOCS = 2
 # Per study: sentences within this margin of its best one, at most PER_STUDY of them.
@@ -160,6 +166,12 @@ class Study:
         return max((f.similarity for f in (*self.findings, *self.plain)), default=0.0)
 
     @property
+    def result_similarity(self) -> float:
+        """Cosine of the study's best sentence that reports a result (benefit, no difference,
+        uncertain, harm): a study is relevant for what it found, not for its background."""
+        return max((f.similarity for f in (*self.findings, *self.plain) if f.direction != "finding"), default=0.0)
+
+    @property
     def relevance(self) -> float:
         """Relative fused score plus best result-sentence similarity (orders candidates)."""
         return self.relative_score + self.top_similarity
@@ -210,6 +222,7 @@ class EvidenceGatherer:
         self._info: dict[str, list[_SentenceInfo]] = {}
         self._about: dict[str, tuple[str, ...]] | None = None
         self._mentions: dict[str, set[str]] = {}
+        self._phase_shares: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ per document
 
@@ -349,6 +362,9 @@ class EvidenceGatherer:
         for facet in facets:
             docs.extend(d for d, labels in about.items() if facet in labels and d not in docs)
         q = self.encode(expanded)
+        for doc_id in self.sentence_documents(q):  # a study may bear on the question in one sentence
+            if doc_id not in docs:
+                docs.append(doc_id)
         rank = {d: i for i, (d, _) in enumerate(scores)}
         out = []
         for doc_id in docs:
@@ -364,13 +380,45 @@ class EvidenceGatherer:
             out.append(study)
         return out
 
-    @staticmethod
-    def relevant(study: Study) -> bool:
+    def sentence_documents(self, q: np.ndarray) -> list[str]:
+        """The documents of the :data:`SENTENCE_CANDIDATES` sentences most similar to the
+        question over the whole index (sentences that report a result), best first."""
+        if not SENTENCE_CANDIDATES or self.index.sentence_embeddings is None or not self.index.sentences:
+            return []
+        sims = np.asarray(self.index.sentence_embeddings) @ q
+        docs: list[str] = []
+        for row in np.argsort(-sims)[: SENTENCE_CANDIDATES * 4]:
+            rec = self.index.sentences[int(row)]
+            if rec.get("section") in QUOTABLE_SECTIONS_EXCLUDED or sims[row] < MIN_STRONG_SIMILARITY:
+                continue
+            doc_id = str(rec["doc_id"])
+            if doc_id not in docs:
+                docs.append(doc_id)
+            if len(docs) >= SENTENCE_CANDIDATES:
+                break
+        return docs
+
+    def relevant(self, study: Study, asked: Sequence[str] = ()) -> bool:
         """The calibrated cut: the best document always, others when both their fused score
-        (relative to the best) and the similarity of their best result sentence pass."""
-        return study.rank == 0 or (
-            study.relative_score >= MIN_RELATIVE_SCORE and study.top_similarity >= MIN_FINDING_SIMILARITY
-        )
+        (relative to the best) and the similarity of their best result sentence (not a
+        background sentence) pass. A study
+        of the LBP phase the question names needs a lower fused score (:data:`PHASE_MATCH_SHARE`
+        of the bar) when that phase is rare among the studies (fewer than :data:`RARE_PHASE`
+        of them): then the population is what tells the few relevant studies apart."""
+        bar = MIN_RELATIVE_SCORE
+        phase = study.meta.get("lbp_phase")
+        if asked and phase in asked and self.phase_share(str(phase)) < RARE_PHASE:
+            bar *= PHASE_MATCH_SHARE
+        if study.rank == 0 or study.result_similarity >= MIN_STRONG_SIMILARITY:
+            return True
+        return study.relative_score >= bar and study.result_similarity >= MIN_FINDING_SIMILARITY
+
+    def phase_share(self, phase: str) -> float:
+        """Share of the human studies whose population is of ``phase``."""
+        if self._phase_shares is None:
+            human = [m.get("lbp_phase") for m in self.doc_meta.values() if m.get("species") == "human"]
+            self._phase_shares = {str(p): human.count(p) / len(human) for p in set(human)} if human else {}
+        return self._phase_shares.get(phase, 0.0)
 
     def gather(self, query: str, hits: Sequence[Hit], exclude_rows: set[int] | None = None) -> list[Study]:
         """The studies that bear on ``query``, strongest designs first, each with its findings.
@@ -389,7 +437,9 @@ class EvidenceGatherer:
             for s in self.candidates(query, hits)
             if not phase_conflicts(asked, [str(s.meta.get("lbp_phase") or "")]) and (s.findings or s.plain)
         ]
-        kept = [s for s in candidates if self.relevant(s) and (not strict or self.mentions(s.doc_id) & set(facets))]
+        kept = [
+            s for s in candidates if self.relevant(s, asked) and (not strict or self.mentions(s.doc_id) & set(facets))
+        ]
         # The best studies about each treatment asked about: for a treatment the question
         # names, those of the phase asked about, then those named for it in their title; for
         # "which type", those named for the type, strongest design first. A study counts when

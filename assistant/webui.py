@@ -670,38 +670,9 @@ _EVIDENCE_LABELS = "\n".join(
     for key, label in EVIDENCE_COLUMNS
     if key not in ("n", "study")
 )
-CSS += f"""
-#lbp-chat .lbp-evidence {{ margin: .8em 0 .4em 0; max-width: 100%; overflow-x: auto; }}
-#lbp-chat .lbp-ev-table {{ width: 100%; border-collapse: collapse; border: none; margin: 0; font-size: .8em;
-  line-height: 1.35; }}
-#lbp-chat .lbp-ev-table caption {{ caption-side: top; text-align: left; font-weight: 700; font-size: 1.1em;
-  padding: 0 0 .3em 0; }}
-#lbp-chat .lbp-ev-count {{ font-weight: 400; opacity: .8; }}
-#lbp-chat .lbp-ev-note {{ display: block; font-weight: 400; font-size: .9em; font-style: italic; opacity: .8; }}
-#lbp-chat .lbp-ev-table tr {{ border: none; }}
-#lbp-chat .lbp-ev-table th, #lbp-chat .lbp-ev-table td {{ border: none; border-bottom: 1px solid var(--border-color-primary);
-  padding: .3em .35em; vertical-align: top; text-align: left; overflow-wrap: break-word; hyphens: auto; }}
-#lbp-chat .lbp-ev-table thead th {{ font-weight: 600; border-bottom-width: 2px; }}
-#lbp-chat .lbp-ev-table tbody th {{ font-weight: 600; }}
-#lbp-chat .lbp-ev-n {{ white-space: nowrap; }}
-#lbp-chat .lbp-ev-result {{ min-width: 11em; }}
-#lbp-chat .lbp-ev-related {{ background: var(--background-fill-secondary); }}
-#lbp-chat .lbp-ev-table .lbp-badge {{ margin: 0 .25em .1em 0; white-space: nowrap; }}
-.lbp-ev-phase {{ color: #475569; }}
-.lbp-dir {{ font-weight: 600; }}
-.lbp-dir-benefit {{ color: #047857; }}
-.lbp-dir-no-difference {{ color: #475569; }}
-.lbp-dir-uncertain {{ color: #b45309; }}
-.lbp-dir-harm {{ color: #b91c1c; }}
-.lbp-dir-finding {{ color: #6d28d9; }}
-.lbp-dir-other {{ color: #475569; }}
-.lbp-ev-related-badge {{ color: #475569; border-style: dashed; }}
-.dark .lbp-ev-phase, .dark .lbp-dir-no-difference, .dark .lbp-dir-other, .dark .lbp-ev-related-badge {{ color: #cbd5e1; }}
-.dark .lbp-dir-benefit {{ color: #6ee7b7; }}
-.dark .lbp-dir-uncertain {{ color: #fcd34d; }}
-.dark .lbp-dir-harm {{ color: #fca5a5; }}
-.dark .lbp-dir-finding {{ color: #c4b5fd; }}
-@media (max-width: 640px) {{
+# The card layout, used on phones and wherever the answer is narrower than the table needs
+# (a container query on the table's own width).
+_EVIDENCE_CARDS = f"""
   #lbp-chat .lbp-evidence {{ overflow-x: visible; }}
   #lbp-chat .lbp-ev-table {{ font-size: .88em; }}
   #lbp-chat .lbp-ev-table, #lbp-chat .lbp-ev-table caption, #lbp-chat .lbp-ev-table tbody,
@@ -719,7 +690,48 @@ CSS += f"""
   #lbp-chat .lbp-ev-result {{ min-width: 0; }}
   #lbp-chat .lbp-ev-table tbody td::before {{ font-weight: 600; opacity: .75; }}
 {_EVIDENCE_LABELS}
-}}
+"""
+CSS += f"""
+#lbp-chat .lbp-evidence {{ margin: .8em 0 .4em 0; max-width: 100%; overflow-x: auto; container-type: inline-size; }}
+#lbp-chat .lbp-ev-table {{ width: 100%; border-collapse: collapse; border: none; margin: 0; font-size: .78em;
+  line-height: 1.35; }}
+#lbp-chat .lbp-ev-table caption {{ caption-side: top; text-align: left; font-weight: 700; font-size: 1.1em;
+  padding: 0 0 .3em 0; }}
+#lbp-chat .lbp-ev-count {{ font-weight: 400; opacity: .8; }}
+#lbp-chat .lbp-ev-note {{ display: block; font-weight: 400; font-size: .9em; font-style: italic; opacity: .8; }}
+#lbp-chat .lbp-ev-table tr {{ border: none; }}
+#lbp-chat .lbp-ev-table th, #lbp-chat .lbp-ev-table td {{ border: none; border-bottom: 1px solid var(--border-color-primary);
+  padding: .3em .35em; vertical-align: top; text-align: left; overflow-wrap: normal; word-break: normal; }}
+#lbp-chat .lbp-ev-table thead th {{ font-weight: 600; border-bottom-width: 2px; }}
+#lbp-chat .lbp-ev-table tbody th {{ font-weight: 600; }}
+#lbp-chat .lbp-ev-n {{ white-space: nowrap; }}
+/* Short cells wrap only between words; the long ones share what is left. */
+#lbp-chat .lbp-ev-study {{ min-width: 5em; }}
+#lbp-chat .lbp-ev-design {{ min-width: 5.5em; }}
+#lbp-chat .lbp-ev-size {{ min-width: 4.5em; }}
+#lbp-chat .lbp-ev-population, #lbp-chat .lbp-ev-comparison {{ min-width: 6em; }}
+#lbp-chat .lbp-ev-result {{ min-width: 8em; }}
+#lbp-chat .lbp-ev-direction {{ min-width: 5em; }}
+#lbp-chat .lbp-ev-related {{ background: var(--background-fill-secondary); }}
+#lbp-chat .lbp-ev-table .lbp-badge {{ margin: 0 .25em .1em 0; white-space: nowrap; }}
+.lbp-ev-phase {{ color: #475569; }}
+.lbp-dir {{ font-weight: 600; }}
+.lbp-dir-benefit {{ color: #047857; }}
+.lbp-dir-no-difference {{ color: #475569; }}
+.lbp-dir-uncertain {{ color: #b45309; }}
+.lbp-dir-harm {{ color: #b91c1c; }}
+.lbp-dir-finding {{ color: #6d28d9; }}
+.lbp-dir-other {{ color: #475569; }}
+.lbp-ev-related-badge {{ color: #475569; border-style: dashed; }}
+.dark .lbp-ev-phase, .dark .lbp-dir-no-difference, .dark .lbp-dir-other, .dark .lbp-ev-related-badge {{ color: #cbd5e1; }}
+.dark .lbp-dir-benefit {{ color: #6ee7b7; }}
+.dark .lbp-dir-uncertain {{ color: #fcd34d; }}
+.dark .lbp-dir-harm {{ color: #fca5a5; }}
+.dark .lbp-dir-finding {{ color: #c4b5fd; }}
+@media (max-width: 640px) {{
+{_EVIDENCE_CARDS}}}
+@container (max-width: 36em) {{
+{_EVIDENCE_CARDS}}}
 """
 
 # Citation links jump to their card (opening a folded older answer) and move focus there, so
