@@ -46,10 +46,12 @@ from assistant.conversation import _with_topic, normalize_history, standalone_qu
 from assistant.gaps import Gap, find_gaps, gap_line, related_question, word_at
 from assistant.index import bm25_tokenize, word_tokens
 from assistant.questions import (
+    OUTCOMES_FILE,
     TREATMENTS_FILE,
     about_animals,
     asked_phases,
     asks_comparison,
+    load_outcomes,
     load_treatments,
     split_question,
 )
@@ -90,6 +92,7 @@ NOTES_HEADING_CLINICIAN = "Strength of evidence:"
 GLOSSARY_HEADING = "Words to know:"
 
 MAX_PATIENT_GRADE = 8.0
+HARD_SENTENCE_PENALTY = 0.03  # per grade point over MAX_PATIENT_GRADE, when picking a plain sentence
 MAX_JUDGED_SENTENCES = 4
 PATIENT_MAX_WORDS = 150
 RELATED_NOTE = "Related evidence follows."
@@ -167,7 +170,12 @@ class Answerer:
         self._thresholds = THRESHOLDS[self.index.encoder_path is not None]
         self.treatments = load_treatments(self._corpus_file(TREATMENTS_FILE))
         self.gatherer = EvidenceGatherer(
-            self.index, self.retriever.encoder.encode_query, self._doc_meta, self.retriever.expand, self.treatments
+            self.index,
+            self.retriever.encoder.encode_query,
+            self._doc_meta,
+            self.retriever.expand,
+            self.treatments,
+            load_outcomes(self._corpus_file(OUTCOMES_FILE)),
         )
         self._term_docs: dict[str, set[str]] | None = None
 
@@ -279,12 +287,14 @@ class Answerer:
             else:
                 part_query = part if part == parts[0] else _with_topic(part.rstrip("?"), parts[0], part)
                 part_hits = self.retriever.search(part_query, k=40, method="hybrid", filters=filters)
-            studies = self.gatherer.gather(part_query, part_hits, used)
+            studies = self.gatherer.gather(part_query, part_hits, used, patient=mode == "patient")
             if gaps:  # the evidence on the question without what it does not cover, as related
                 broader = related_question(part_query, gaps)
                 if broader.strip(" ?") and broader != part_query:
                     more = self.retriever.search(broader, k=40, method="hybrid", filters=filters)
-                    studies = merge_studies(studies, self.gatherer.gather(broader, more, used))
+                    animal_gap = any(g.kind == "animal" for g in gaps)
+                    related_studies = self.gatherer.gather(broader, more, used, mode == "patient")
+                    studies = merge_studies(studies, related_studies, animal_first=animal_gap)
             used |= {f.row for s in studies for f in (*s.findings, *s.plain)}
             if studies:
                 gathered.append((part, studies))
@@ -362,27 +372,69 @@ class Answerer:
     def _compose_patient(
         self, query: str, gathered: Sequence[tuple[str, list[Study]]], notices: Sequence[str], gaps: Sequence[Gap]
     ) -> Answer:
-        studies = list({s.doc_id: s for _, part in gathered for s in part}.values())
+        first: dict[str, Study] = {}
+        for _, part in gathered:  # a study gathered for two parts keeps its first, fuller gathering
+            for study in part:
+                first.setdefault(study.doc_id, study)
+        studies = list(first.values())
         related = self._related(studies, gaps)
-        # One plain sentence per study (most relevant first), then second ones, within the word
-        # budget; the glossary only where words are left; then easier sentences until grade 8.
+        # One plain sentence per study (most relevant study first; of its sentences the best
+        # once those over grade 8 are marked down), then second sentences, within the word
+        # budget; the glossary only where words are left; then, while the answer reads over
+        # grade 8, its hardest sentence gives way to an easier one of the same study, or goes.
         order = sorted(studies, key=lambda s: (s.animal, -s.relevance))
         if any(g.kind == "animal" for g in gaps):  # the animal evidence the first line points to
             animal = [s for s in order if s.animal]
             order = [*order[:1], *animal[:1], *(s for s in order[1:] if s not in animal[:1])]
-        queue = [(s, s.plain[0]) for s in order if s.plain] + [(s, f) for s in order for f in s.plain[1:2]]
+        options = {s.doc_id: sorted(s.plain, key=lambda f: -self._plain_score(f)) for s in order}
+        queue = [(s, options[s.doc_id][0]) for s in order if options[s.doc_id]]
+        queue += [(s, f) for s in order for f in options[s.doc_id][1:2]]
         chosen: list[tuple[Study, Finding]] = []
         for item in queue:
             trial = self._patient_draft(query, [*chosen, item], notices, gaps, related, glossary=False)
             if chosen and word_count(trial.answer) > PATIENT_MAX_WORDS:
                 continue
             chosen.append(item)
-        answer = self._patient_draft(query, chosen, notices, gaps, related)
-        if word_count(answer.answer) > PATIENT_MAX_WORDS:
-            answer = self._patient_draft(query, chosen, notices, gaps, related, glossary=False)
-        while len(chosen) > 1 and readability_grade(answer.answer) > MAX_PATIENT_GRADE:
-            chosen.remove(max(chosen, key=lambda p: float(self.index.sentences[p[1].row]["grade"])))
-            answer = self._patient_draft(query, chosen, notices, gaps, related)
+        answer = self._fit_patient(query, chosen, notices, gaps, related, options)
+        return answer
+
+    def _plain_score(self, finding: Finding) -> float:
+        grade = float(self.index.sentences[finding.row].get("grade", 0.0))
+        return finding.score - HARD_SENTENCE_PENALTY * max(0.0, grade - MAX_PATIENT_GRADE)
+
+    def _fit_patient(
+        self,
+        query: str,
+        chosen: list[tuple[Study, Finding]],
+        notices: Sequence[str],
+        gaps: Sequence[Gap],
+        related: set[str],
+        options: Mapping[str, Sequence[Finding]],
+    ) -> Answer:
+        """The patient answer of ``chosen`` brought to grade 8 or below and the word budget."""
+
+        def draft(items: Sequence[tuple[Study, Finding]]) -> Answer:
+            answer = self._patient_draft(query, items, notices, gaps, related)
+            if word_count(answer.answer) > PATIENT_MAX_WORDS:
+                answer = self._patient_draft(query, items, notices, gaps, related, glossary=False)
+            return answer
+
+        def grade_of(f: Finding) -> float:
+            return float(self.index.sentences[f.row].get("grade", 0.0))
+
+        answer = draft(chosen)
+        while readability_grade(answer.answer) > MAX_PATIENT_GRADE and chosen:
+            study, hardest = max(chosen, key=lambda p: grade_of(p[1]))
+            used = {f.row for _, f in chosen}
+            easier = [f for f in options.get(study.doc_id, ()) if f.row not in used and grade_of(f) < grade_of(hardest)]
+            i = chosen.index((study, hardest))
+            if easier:
+                chosen[i] = (study, min(easier, key=grade_of))
+            elif len(chosen) > 1:
+                del chosen[i]
+            else:
+                break
+            answer = draft(chosen)
         return answer
 
     def _patient_draft(

@@ -125,7 +125,8 @@ def bottom_line(
     Each study counts once per LBP phase, with the direction of its best finding there.
     When the question names a phase, one clause for it; otherwise one clause per phase the
     findings name when they name two or more (plus one for the studies with no finding of a
-    particular phase), else one clause.
+    particular phase), else one clause. Studies whose quoted findings speak of harms or
+    safety are counted in a last clause.
 
     Clinician: ``Bottom line, counted from the 5 studies below (3 systematic reviews, ...):
     acute LBP: no difference in 2 of 2 [20][22] (consistent); chronic LBP: benefit in 4 of 4
@@ -138,15 +139,22 @@ def bottom_line(
     animals = len(studies) - len(human)
     by_phase = _study_directions(human)
     everything = [*PHASE_LABELS, None]
+    safety = [s.doc_id for s in human if any(f.direction == "harm" for f in s.findings)]
     if patient:
         counted = {s.doc_id: d for s in human for d in [_best_direction(s)] if d}
         lead = f"We found {len(human)} {'related ' if related else ''}studies on this."
-        return f"{lead} {_direction_clause(human, counted, True)}" if counted else lead
+        parts = [lead, _direction_clause(human, counted, True) if counted else ""]
+        if safety:
+            parts.append(f"{len(safety)} {'says' if len(safety) == 1 else 'say'} something about safety.")
+        return " ".join(p for p in parts if p)
     kind = "related studies" if related else "studies"
     designs = design_summary(s.meta for s in human)
     extra = f"; {animals} animal {'study' if animals == 1 else 'studies'} reported apart" if animals else ""
     head = f"Bottom line, counted from the {len(human)} {kind} below ({designs}{extra})"
+    harms = f"harms or safety reported by {len(safety)} {citation_markers(_refs_of(human, safety))}" if safety else ""
     if not by_phase:
+        if harms:
+            return f"{head}: {harms}."
         return f"{head}: none reports a benefit or a difference for this question; see the findings below."
     specific = [p for p in PHASE_LABELS if by_phase.get(p)]
     if asked or len(specific) < 2:
@@ -155,13 +163,17 @@ def bottom_line(
             label = PHASE_LABELS[specific[0]]
         counted = _first_per_study(by_phase, [*asked, None] if asked else everything)
         if not counted:
-            return f"{head}: none reports a benefit or a difference for {label or 'this question'}; see below."
-        return f"{head}: {label + ': ' if label else ''}{_direction_clause(human, counted, False)}."
-    clauses = [f"{PHASE_LABELS[p]}: {_direction_clause(human, by_phase[p], False)}" for p in specific]
-    placed = {doc for p in specific for doc in by_phase[p]}
-    rest = {doc: d for doc, d in by_phase.get(None, {}).items() if doc not in placed}
-    if rest:  # studies with no finding of a particular phase
-        clauses.append(f"{OTHER_PHASES}: {_direction_clause(human, rest, False)}")
+            none = f"none reports a benefit or a difference for {label or 'this question'}"
+            return f"{head}: {'; '.join(x for x in (none, harms) if x)}."
+        clauses = [f"{label + ': ' if label else ''}{_direction_clause(human, counted, False)}"]
+    else:
+        clauses = [f"{PHASE_LABELS[p]}: {_direction_clause(human, by_phase[p], False)}" for p in specific]
+        placed = {doc for p in specific for doc in by_phase[p]}
+        rest = {doc: d for doc, d in by_phase.get(None, {}).items() if doc not in placed}
+        if rest:  # studies with no finding of a particular phase
+            clauses.append(f"{OTHER_PHASES}: {_direction_clause(human, rest, False)}")
+    if harms:
+        clauses.append(harms)
     return f"{head}: {'; '.join(clauses)}."
 
 

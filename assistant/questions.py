@@ -1,10 +1,12 @@
 """What a question asks: its parts, the treatments and LBP phases it names, whether it
 compares treatments, whether it is about animals. Pure functions over the question text.
 
-The treatments come from ``corpus/treatments.json``: exercise types and comparator
-treatments with the spellings the records use. A question that names treatments is
-answered from the studies about them; one that asks which type works best, from the best
-study of each exercise type (:mod:`assistant.synthesis`).
+The treatments come from ``corpus/treatments.json`` (exercise types and comparator
+treatments), the outcomes from ``corpus/outcomes.json`` (safety, work, cost, how long
+effects last...), both with the spellings the records use. A question that names
+treatments is answered from the studies about them, one that names an outcome from the
+studies that report it, and one that asks which type works best from the best study of
+each exercise type (:mod:`assistant.synthesis`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from assistant.errors import FormatError
 from assistant.evidence import sentence_phases
 
 TREATMENTS_FILE = "treatments.json"
+OUTCOMES_FILE = "outcomes.json"
 Vocabulary = tuple[tuple[str, re.Pattern[str]], ...]
 
 
@@ -35,16 +38,18 @@ class Treatments:
         return self.exercise + self.comparators
 
 
-@lru_cache(maxsize=4)
-def load_treatments(path: str) -> Treatments:
-    """The vocabulary of ``treatments.json`` (empty when the file is missing).
+@lru_cache(maxsize=8)
+def load_vocabulary(path: str, *keys: str) -> tuple[Vocabulary, ...]:
+    """The vocabularies under ``keys`` of a JSON file of ``{key: {label: [pattern, ...]}}``
+    (empty ones when the file is missing).
 
     Raises:
-        FormatError: invalid JSON or a pattern that is not a valid regular expression.
+        FormatError: invalid JSON, a value that is not a list of patterns, or a pattern that
+            is not a valid regular expression (the file and the label are named).
     """
     p = Path(path)
     if not p.is_file():
-        return Treatments()
+        return tuple(() for _ in keys)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -53,18 +58,29 @@ def load_treatments(path: str) -> Treatments:
     def vocabulary(key: str) -> Vocabulary:
         items = data.get(key, {}) if isinstance(data, dict) else {}
         if not isinstance(items, dict):
-            raise FormatError(p, None, f"{key!r} must be an object of treatment -> list of patterns")
+            raise FormatError(p, None, f"{key!r} must be an object of label -> list of patterns")
         out = []
         for label, alternatives in items.items():
             if not isinstance(alternatives, list) or not all(isinstance(x, str) and x for x in alternatives):
-                raise FormatError(p, None, f"treatment {label!r}: expected a list of patterns (strings)")
+                raise FormatError(p, None, f"{label!r}: expected a list of patterns (strings)")
             try:
                 out.append((str(label), re.compile("|".join(f"(?:{x})" for x in alternatives), re.IGNORECASE)))
             except re.error as exc:
-                raise FormatError(p, None, f"treatment {label!r}: {exc}") from exc
+                raise FormatError(p, None, f"{label!r}: {exc}") from exc
         return tuple(out)
 
-    return Treatments(vocabulary("exercise_types"), vocabulary("comparators"))
+    return tuple(vocabulary(key) for key in keys)
+
+
+def load_treatments(path: str) -> Treatments:
+    """The exercise types and comparators of ``treatments.json`` (see :func:`load_vocabulary`)."""
+    exercise, comparators = load_vocabulary(path, "exercise_types", "comparators")
+    return Treatments(exercise, comparators)
+
+
+def load_outcomes(path: str) -> Vocabulary:
+    """The outcomes and aspects of ``outcomes.json`` (see :func:`load_vocabulary`)."""
+    return load_vocabulary(path, "outcomes")[0]
 
 
 def treatments_in(text: str, vocabulary: Vocabulary) -> tuple[str, ...]:

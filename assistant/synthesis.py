@@ -40,6 +40,7 @@ from assistant.evidence import is_framing, phase_key, sentence_direction, senten
 from assistant.fusion import aggregate_max, top_k
 from assistant.questions import (
     Treatments,
+    Vocabulary,
     about_animals,
     asked_directions,
     asked_phases,
@@ -58,11 +59,13 @@ MIN_FINDING_SIMILARITY = 0.30
 PHASE_MATCH_SHARE = 0.85
 # A result sentence this close to the question makes its study relevant whatever the study's
 # fused score; the studies of the best such sentences of the whole index are candidates.
-MIN_STRONG_SIMILARITY = 1.0
-SENTENCE_CANDIDATES = 0
+MIN_STRONG_SIMILARITY = 0.50
+SENTENCE_CANDIDATES = 8
 RARE_PHASE = 0.25
+PATIENT_CUT_SHARE = 0.75
 MIN_FACET_SIMILARITY = 0.20
 FACET_DOCS = 2
+ASPECT_DOCS = 3
 # Per study: sentences within this margin of its best one, at most PER_STUDY of them.
 SENTENCE_MARGIN = 0.15
 PER_STUDY = 3
@@ -79,6 +82,7 @@ ASKED_BONUS = 0.05
 DANGLING = re.compile(r"^(it|its|they|their|them|this|these|those|such|he|she)\b", re.IGNORECASE)
 DANGLING_PENALTY = 0.10
 QUOTABLE_SECTIONS_EXCLUDED = ("study", "citation")
+SPECIFIC_PHASES = ("acute", "subacute", "chronic", "recurrent", "prevention")
 PATIENT_DOSE = re.compile(r"\b\d+\s?(mg|mcg|milligrams?)\b", re.IGNORECASE)
 # Record fields that say what a study is about (for "studies about a treatment").
 ABOUT_FIELDS = ("title", "keywords", "interventions", "comparators")
@@ -204,6 +208,7 @@ class EvidenceGatherer:
         doc_meta: document id -> metadata.
         expand: the retriever's lay-term expansion (the question as searched).
         treatments: the treatment vocabulary (:mod:`assistant.questions`).
+        outcomes: the outcome vocabulary (safety, work, cost...; :mod:`assistant.questions`).
     """
 
     def __init__(
@@ -213,15 +218,19 @@ class EvidenceGatherer:
         doc_meta: Mapping[str, Mapping[str, Any]],
         expand: Callable[[str], str] = str,
         treatments: Treatments | None = None,
+        outcomes: Vocabulary = (),
     ):
         self.index = index
         self.encode = encode
         self.doc_meta = doc_meta
         self.expand = expand
         self.treatments = treatments or Treatments()
+        self.outcomes = outcomes
         self._info: dict[str, list[_SentenceInfo]] = {}
         self._about: dict[str, tuple[str, ...]] | None = None
         self._mentions: dict[str, set[str]] = {}
+        self._reports: dict[str, set[str]] = {}
+        self._texts: dict[str, str] | None = None
         self._phase_shares: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ per document
@@ -274,6 +283,19 @@ class EvidenceGatherer:
             self._mentions[doc_id] = set(self.about().get(doc_id, ())) | set(treatments_in(text, self.treatments.all))
         return self._mentions[doc_id]
 
+    def reporting(self, outcome: str) -> set[str]:
+        """The documents whose quotable sections name ``outcome`` (safety, work, cost...)."""
+        if outcome not in self._reports:
+            if self._texts is None:
+                texts: dict[str, list[str]] = {}
+                for rec in self.index.sentences:
+                    if rec.get("section") not in QUOTABLE_SECTIONS_EXCLUDED:
+                        texts.setdefault(str(rec["doc_id"]), []).append(rec["text"])
+                self._texts = {d: " ".join(t) for d, t in texts.items()}
+            pattern = dict(self.outcomes)[outcome]
+            self._reports[outcome] = {d for d, text in self._texts.items() if pattern.search(text)}
+        return self._reports[outcome]
+
     def _vectors(self, rows: Sequence[int]) -> np.ndarray:
         if self.index.sentence_embeddings is not None:
             return np.asarray(self.index.sentence_embeddings[list(rows)])
@@ -308,7 +330,7 @@ class EvidenceGatherer:
         if not infos:
             return []
         sims = self._vectors([s.row for s in infos]) @ q
-        facet_patterns = [p for label, p in self.treatments.all if label in facets]
+        facet_patterns = [p for label, p in (*self.treatments.all, *self.outcomes) if label in facets]
         wanted = asked_directions(question)
         out = []
         for s, sim in zip(infos, sims, strict=True):
@@ -347,10 +369,20 @@ class EvidenceGatherer:
             return tuple(label for label, _ in self.treatments.exercise), False
         return (), False
 
+    def aspects(self, question: str) -> tuple[tuple[str, ...], bool]:
+        """(outcomes to cover, strict): the outcomes the question names in its own words
+        ("Is exercise safe ...?", strict: the answer keeps to studies that report them), else
+        those its lay-term expansion names (not strict), else none."""
+        named = treatments_in(question, self.outcomes)
+        if named:
+            return named, True
+        return treatments_in(self.expand(question), self.outcomes), False
+
     def candidates(self, query: str, hits: Sequence[Hit]) -> list[Study]:
         """The candidate studies with their scored findings (no cut yet); see the module docstring."""
         expanded = self.expand(query)
         facets, _ = self.facets(query)
+        aspects, _ = self.aspects(query)
         asked = asked_phases(expanded)
         scores = top_k(aggregate_max((h.doc_id, h.score) for h in hits), len(hits))
         if not scores:
@@ -361,6 +393,8 @@ class EvidenceGatherer:
         about = self.about()
         for facet in facets:
             docs.extend(d for d, labels in about.items() if facet in labels and d not in docs)
+        for aspect in aspects:
+            docs.extend(d for d in sorted(self.reporting(aspect)) if d not in docs)
         q = self.encode(expanded)
         for doc_id in self.sentence_documents(q):  # a study may bear on the question in one sentence
             if doc_id not in docs:
@@ -375,8 +409,8 @@ class EvidenceGatherer:
                 relative.get(doc_id, 0.0),
                 facets=tuple(f for f in facets if f in about.get(doc_id, ())),
             )
-            study.findings = self._findings(doc_id, q, "clinician", asked, facets, expanded)
-            study.plain = self._findings(doc_id, q, "patient", asked, facets, expanded)
+            study.findings = self._findings(doc_id, q, "clinician", asked, (*facets, *aspects), expanded)
+            study.plain = self._findings(doc_id, q, "patient", asked, (*facets, *aspects), expanded)
             out.append(study)
         return out
 
@@ -398,20 +432,26 @@ class EvidenceGatherer:
                 break
         return docs
 
-    def relevant(self, study: Study, asked: Sequence[str] = ()) -> bool:
+    def relevant(self, study: Study, asked: Sequence[str] = (), patient: bool = False) -> bool:
         """The calibrated cut: the best document always, others when both their fused score
         (relative to the best) and the similarity of their best result sentence (not a
-        background sentence) pass. A study
-        of the LBP phase the question names needs a lower fused score (:data:`PHASE_MATCH_SHARE`
-        of the bar) when that phase is rare among the studies (fewer than :data:`RARE_PHASE`
-        of them): then the population is what tells the few relevant studies apart."""
-        bar = MIN_RELATIVE_SCORE
+        background sentence) pass.
+
+        A study of the LBP phase the question names needs a lower fused score
+        (:data:`PHASE_MATCH_SHARE` of the bar) when that phase is rare among the studies
+        (fewer than :data:`RARE_PHASE` of them): then the population is what tells the few
+        relevant studies apart. A question in everyday words scores lower against the
+        records' wording, so patient answers use :data:`PATIENT_CUT_SHARE` of both bars (their
+        word budget, not the cut, bounds how many studies they quote).
+        """
+        share = PATIENT_CUT_SHARE if patient else 1.0
+        bar = MIN_RELATIVE_SCORE * share
         phase = study.meta.get("lbp_phase")
         if asked and phase in asked and self.phase_share(str(phase)) < RARE_PHASE:
             bar *= PHASE_MATCH_SHARE
         if study.rank == 0 or study.result_similarity >= MIN_STRONG_SIMILARITY:
             return True
-        return study.relative_score >= bar and study.result_similarity >= MIN_FINDING_SIMILARITY
+        return study.relative_score >= bar and study.result_similarity >= MIN_FINDING_SIMILARITY * share
 
     def phase_share(self, phase: str) -> float:
         """Share of the human studies whose population is of ``phase``."""
@@ -420,16 +460,20 @@ class EvidenceGatherer:
             self._phase_shares = {str(p): human.count(p) / len(human) for p in set(human)} if human else {}
         return self._phase_shares.get(phase, 0.0)
 
-    def gather(self, query: str, hits: Sequence[Hit], exclude_rows: set[int] | None = None) -> list[Study]:
+    def gather(
+        self, query: str, hits: Sequence[Hit], exclude_rows: set[int] | None = None, patient: bool = False
+    ) -> list[Study]:
         """The studies that bear on ``query``, strongest designs first, each with its findings.
 
         Args:
             query: the standalone question (part).
             hits: its hybrid hits (about 40).
             exclude_rows: sentence rows already used elsewhere in the answer (another part).
+            patient: the cut of patient answers (see :meth:`relevant`).
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
+        aspects, aspects_strict = self.aspects(query)
         asked = asked_phases(expanded)
         animals_asked = about_animals(expanded)
         candidates = [
@@ -438,7 +482,11 @@ class EvidenceGatherer:
             if not phase_conflicts(asked, [str(s.meta.get("lbp_phase") or "")]) and (s.findings or s.plain)
         ]
         kept = [
-            s for s in candidates if self.relevant(s, asked) and (not strict or self.mentions(s.doc_id) & set(facets))
+            s
+            for s in candidates
+            if self.relevant(s, asked, patient)
+            and (not strict or self.mentions(s.doc_id) & set(facets))
+            and (not aspects_strict or any(s.doc_id in self.reporting(a) for a in aspects))
         ]
         # The best studies about each treatment asked about: for a treatment the question
         # names, those of the phase asked about, then those named for it in their title; for
@@ -466,7 +514,27 @@ class EvidenceGatherer:
                     return (other_phase, not self.titled(s.doc_id, facet), -s.relevance)
                 return (not self.titled(s.doc_id, facet), s.level, other_phase, -s.relevance)
 
+            if not strict and asked:  # "which type" for a phase: not the studies of another phase
+                about = [
+                    s
+                    for s in about
+                    if s.meta.get("lbp_phase") not in SPECIFIC_PHASES or s.meta.get("lbp_phase") in asked
+                ]
+
             picked.extend(sorted(about, key=preference)[: FACET_DOCS if strict else 1])
+        # The best studies that report each outcome asked about, in a sentence close to the question.
+        for aspect in aspects:
+            pattern = dict(self.outcomes)[aspect]
+            reporting = [
+                s
+                for s in candidates
+                if (animals_asked or not s.animal)
+                and any(
+                    f.similarity >= MIN_FACET_SIMILARITY and pattern.search(f.text) for f in (*s.findings, *s.plain)
+                )
+                and (not strict or self.mentions(s.doc_id) & set(facets))
+            ]
+            picked.extend(sorted(reporting, key=lambda s: -s.relevance)[:ASPECT_DOCS])
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
         kept.extend(s for s in picked if s not in kept)
         order = {id(s): i for i, s in enumerate(picked)}
@@ -531,12 +599,15 @@ class EvidenceGatherer:
         return merged
 
 
-def merge_studies(first: Sequence[Study], second: Sequence[Study]) -> list[Study]:
-    """The studies of both gatherings (``first`` wins for a study in both), at most
-    :data:`MAX_STUDIES`, human evidence before animal evidence, strongest designs first."""
+def merge_studies(first: Sequence[Study], second: Sequence[Study], animal_first: bool = False) -> list[Study]:
+    """The studies of two gatherings (a study in both keeps its ``first`` gathering): half of
+    the :data:`MAX_STUDIES` places for ``first`` (its animal studies before its human ones
+    when ``animal_first``: they are the only evidence on what the question names), then
+    ``second``, then the rest of ``first``; strongest designs first."""
     seen = {s.doc_id for s in first}
-    merged = [*first, *(s for s in second if s.doc_id not in seen)]
-    merged.sort(key=lambda s: s.animal)
-    merged = merged[:MAX_STUDIES]
+    extra = [s for s in second if s.doc_id not in seen]
+    ordered = sorted(first, key=lambda s: not s.animal) if animal_first else list(first)
+    half = MAX_STUDIES // 2
+    merged = [*ordered[:half], *extra, *ordered[half:]][:MAX_STUDIES]
     merged.sort(key=lambda s: (s.level, -s.relevance))
     return merged

@@ -156,11 +156,17 @@ def test_bottom_line_a_study_counts_once_per_phase_with_its_best_finding() -> No
 def test_bottom_line_without_counted_directions() -> None:
     harms = make_study(24, "Randomized controlled trial", "mixed", make_finding(24, "harm"))
     other = make_study(25, "Randomized controlled trial", "mixed", make_finding(25, "finding"))
+    # harms and safety findings are counted in a clause of their own
     assert bottom_line([harms, other]) == (
+        "Bottom line, counted from the 2 studies below (2 randomized trials): harms or safety reported by 1 [24]."
+    )
+    assert bottom_line([harms, other], patient=True) == "We found 2 studies on this. 1 says something about safety."
+    neutral = make_study(26, "Randomized controlled trial", "mixed", make_finding(26, "finding"))
+    assert bottom_line([neutral, other]) == (
         "Bottom line, counted from the 2 studies below (2 randomized trials): "
         "none reports a benefit or a difference for this question; see the findings below."
     )
-    assert bottom_line([harms, other], patient=True) == "We found 2 studies on this."
+    assert bottom_line([neutral, other], patient=True) == "We found 2 studies on this."
 
 
 def test_bottom_line_patient() -> None:

@@ -14,6 +14,7 @@ from assistant.questions import (
     asked_phases,
     asks_comparison,
     asks_which_type,
+    load_outcomes,
     load_treatments,
     phase_conflicts,
     split_question,
@@ -236,7 +237,7 @@ def test_load_treatments_bad_regular_expression(tmp_path: Path) -> None:
         load_treatments(str(path))
     assert info.value.path == str(path)
     assert info.value.line is None
-    assert str(info.value).startswith(f"{path}: treatment 'Yoga': ")
+    assert str(info.value).startswith(f"{path}: 'Yoga': ")
 
 
 def test_load_treatments_string_alternatives_rejected(tmp_path: Path) -> None:
@@ -244,3 +245,34 @@ def test_load_treatments_string_alternatives_rejected(tmp_path: Path) -> None:
     path.write_text('{"comparators": {"Massage": "massage"}}', encoding="utf-8")
     with pytest.raises(FormatError):
         load_treatments(str(path))
+
+
+# --------------------------------------------------------------------------- outcomes
+
+OUTCOMES = Path(__file__).resolve().parent.parent / "corpus" / "outcomes.json"
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Is exercise safe for people with low back pain?", ("Harms and safety",)),
+        ("Can yoga cause side effects?", ("Harms and safety",)),
+        ("Does exercise reduce sick leave?", ("Work and sick leave",)),
+        ("What do exercise programmes cost?", ("Costs",)),
+        ("Will the improvement last once the classes finish?", ("How long effects last",)),
+        ("Are the benefits maintained in the long term?", ("How long effects last",)),
+        ("Does exercise help anxiety or depression in chronic LBP?", ("Mood and psychological outcomes",)),
+        # words that only look like outcomes
+        ("Does Pilates work for a sore back?", ()),
+        ("Is yoga good for back pain that has lasted for years?", ()),
+        ("Is exercise effective for chronic low back pain?", ()),
+    ],
+)
+def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -> None:
+    assert treatments_in(question, load_outcomes(str(OUTCOMES))) == expected
+
+
+def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
+    labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
+    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 13
+    assert load_outcomes(str(tmp_path / "missing.json")) == ()

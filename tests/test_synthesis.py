@@ -159,3 +159,12 @@ def test_json_carries_the_evidence_table(bot) -> None:  # type: ignore[no-untype
                         "comparison", "result", "passage_id", "direction", "related"}  # fmt: skip
     assert row["study"] == "Wieland LS 2017" and row["size"] == "12 studies" and row["doc_id"] == "ref-32"
     assert " vs " in row["comparison"]
+
+
+def test_safety_question_gathers_the_studies_that_report_harms(bot) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask("Is exercise safe for people with low back pain?")
+    assert {3, 32} <= {c.n for c in answer.citations}
+    first = answer.answer.split("\n\n")[0]
+    assert re.search(r"harms or safety reported by \d+ (\[\d+\])+", first)
+    assert "Harms and safety:" in _headings(answer)
+    _checkable(bot, answer)
