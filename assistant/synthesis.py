@@ -38,6 +38,7 @@ import numpy as np
 from assistant.corpus import parse_citation_markers
 from assistant.evidence import is_framing, phase_key, sentence_direction, sentence_phases
 from assistant.fusion import aggregate_max, top_k
+from assistant.index import word_tokens
 from assistant.questions import (
     Treatments,
     Vocabulary,
@@ -63,6 +64,8 @@ MIN_STRONG_SIMILARITY = 0.50
 SENTENCE_CANDIDATES = 8
 RARE_PHASE = 0.25
 PATIENT_CUT_SHARE = 0.75
+DISTINCTIVE_SHARE = 0.3
+MIN_COVERAGE = 0.35
 MIN_FACET_SIMILARITY = 0.20
 FACET_DOCS = 2
 ASPECT_DOCS = 3
@@ -155,6 +158,7 @@ class Study:
     findings: list[Finding] = field(default_factory=list)
     plain: list[Finding] = field(default_factory=list)
     facets: tuple[str, ...] = ()
+    coverage: float = 1.0
 
     @property
     def level(self) -> int:
@@ -231,6 +235,7 @@ class EvidenceGatherer:
         self._mentions: dict[str, set[str]] = {}
         self._reports: dict[str, set[str]] = {}
         self._texts: dict[str, str] | None = None
+        self._term_docs: dict[str, set[str]] | None = None
         self._phase_shares: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ per document
@@ -295,6 +300,28 @@ class EvidenceGatherer:
             pattern = dict(self.outcomes)[outcome]
             self._reports[outcome] = {d for d, text in self._texts.items() if pattern.search(text)}
         return self._reports[outcome]
+
+    def term_documents(self) -> dict[str, set[str]]:
+        """BM25 token -> the documents that contain it (from the index, computed once)."""
+        if self._term_docs is None:
+            self._term_docs = self.index.term_documents() if hasattr(self.index, "term_documents") else {}
+        return self._term_docs
+
+    def coverage(self, question: str) -> Callable[[str], float]:
+        """doc id -> the share of the question's distinctive words the document contains, each
+        word weighted by its inverse document frequency. Distinctive: in at most
+        :data:`DISTINCTIVE_SHARE` of the documents ("adherence", "dose", not "exercise")."""
+        term_docs = self.term_documents()
+        n_docs = max(1, len(self.doc_meta))
+        weights = {}
+        for token in set(word_tokens(question)):
+            docs = term_docs.get(token)
+            if docs and len(docs) <= DISTINCTIVE_SHARE * n_docs:
+                weights[token] = float(np.log(n_docs / len(docs)))
+        total = sum(weights.values())
+        if not total:
+            return lambda doc_id: 1.0
+        return lambda doc_id: sum(w for t, w in weights.items() if doc_id in term_docs[t]) / total
 
     def _vectors(self, rows: Sequence[int]) -> np.ndarray:
         if self.index.sentence_embeddings is not None:
@@ -400,6 +427,7 @@ class EvidenceGatherer:
             if doc_id not in docs:
                 docs.append(doc_id)
         rank = {d: i for i, (d, _) in enumerate(scores)}
+        covered = self.coverage(expanded)
         out = []
         for doc_id in docs:
             study = Study(
@@ -408,6 +436,7 @@ class EvidenceGatherer:
                 rank.get(doc_id, len(scores)),
                 relative.get(doc_id, 0.0),
                 facets=tuple(f for f in facets if f in about.get(doc_id, ())),
+                coverage=covered(doc_id),
             )
             study.findings = self._findings(doc_id, q, "clinician", asked, (*facets, *aspects), expanded)
             study.plain = self._findings(doc_id, q, "patient", asked, (*facets, *aspects), expanded)
@@ -451,6 +480,8 @@ class EvidenceGatherer:
             bar *= PHASE_MATCH_SHARE
         if study.rank == 0 or study.result_similarity >= MIN_STRONG_SIMILARITY:
             return True
+        if study.coverage < MIN_COVERAGE * share:
+            return False
         return study.relative_score >= bar and study.result_similarity >= MIN_FINDING_SIMILARITY * share
 
     def phase_share(self, phase: str) -> float:
