@@ -205,6 +205,8 @@ class Answerer:
             judged = self.retriever.expand(text) if self._thresholds.expanded else text
             raw = self.retriever.dense_scores(collapse_repeats(judged), 1)
             dense_top = max(dense_top, raw[0][1] if raw else 0.0)
+            if dense_top >= self._thresholds.with_unknown_terms:
+                break  # clear already: no sentence can change the decision
         bm25_top = max((h.components.get("bm25", 0.0) for h in hits), default=0.0)
         dense_best = max(hits, key=lambda h: h.components.get("dense", -1.0)).doc_id if hits else None
         bm25_ranked = sorted((h for h in hits if h.components.get("bm25")), key=lambda h: -h.components["bm25"])

@@ -236,6 +236,7 @@ class EvidenceGatherer:
         self._reports: dict[str, set[str]] = {}
         self._texts: dict[str, str] | None = None
         self._term_docs: dict[str, set[str]] | None = None
+        self._labels: dict[int, frozenset[str]] = {}
         self._phase_shares: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ per document
@@ -301,6 +302,15 @@ class EvidenceGatherer:
             self._reports[outcome] = {d for d, text in self._texts.items() if pattern.search(text)}
         return self._reports[outcome]
 
+    def labels_of(self, row: int) -> frozenset[str]:
+        """The treatments and outcomes sentence ``row`` names (computed once per sentence)."""
+        labels = self._labels.get(row)
+        if labels is None:
+            text = self.index.sentences[row]["text"]
+            labels = frozenset(treatments_in(text, (*self.treatments.all, *self.outcomes)))
+            self._labels[row] = labels
+        return labels
+
     def term_documents(self) -> dict[str, set[str]]:
         """BM25 token -> the documents that contain it (from the index, computed once)."""
         if self._term_docs is None:
@@ -357,8 +367,8 @@ class EvidenceGatherer:
         if not infos:
             return []
         sims = self._vectors([s.row for s in infos]) @ q
-        facet_patterns = [p for label, p in (*self.treatments.all, *self.outcomes) if label in facets]
         wanted = asked_directions(question)
+        facet_set = set(facets)
         out = []
         for s, sim in zip(infos, sims, strict=True):
             rec = self.index.sentences[s.row]
@@ -367,7 +377,7 @@ class EvidenceGatherer:
                 continue  # a sentence that cannot be cited is not used
             score = float(sim) + SECTION_BONUS.get(s.section, 0.0)
             score += RESULT_BONUS if s.direction != "finding" else 0.0
-            score += FACET_BONUS if any(p.search(rec["text"]) for p in facet_patterns) else 0.0
+            score += FACET_BONUS if facet_set and facet_set & self.labels_of(s.row) else 0.0
             score += ASKED_BONUS if s.direction in wanted else 0.0
             score -= DANGLING_PENALTY if DANGLING.match(rec["text"]) else 0.0
             out.append(
@@ -526,13 +536,12 @@ class EvidenceGatherer:
         # question is about animals or nothing else is about the treatment.
         picked: list[Study] = []
         for facet in facets:
-            pattern = dict(self.treatments.all)[facet]
             about = [
                 s
                 for s in candidates
                 if facet in s.facets
                 and any(
-                    f.similarity >= MIN_FACET_SIMILARITY and f.direction != "finding" and pattern.search(f.text)
+                    f.similarity >= MIN_FACET_SIMILARITY and f.direction != "finding" and facet in self.labels_of(f.row)
                     for f in (*s.findings, *s.plain)
                 )
             ]
@@ -555,13 +564,13 @@ class EvidenceGatherer:
             picked.extend(sorted(about, key=preference)[: FACET_DOCS if strict else 1])
         # The best studies that report each outcome asked about, in a sentence close to the question.
         for aspect in aspects:
-            pattern = dict(self.outcomes)[aspect]
             reporting = [
                 s
                 for s in candidates
                 if (animals_asked or not s.animal)
                 and any(
-                    f.similarity >= MIN_FACET_SIMILARITY and pattern.search(f.text) for f in (*s.findings, *s.plain)
+                    f.similarity >= MIN_FACET_SIMILARITY and aspect in self.labels_of(f.row)
+                    for f in (*s.findings, *s.plain)
                 )
                 and (not strict or self.mentions(s.doc_id) & set(facets))
             ]

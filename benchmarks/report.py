@@ -61,9 +61,17 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             out.append({"target": name, "part": part, "value": value, "limit": limit, "kind": kind, "met": met})
 
     warm = _get(results, "warm", "lbp", "ours")
-    for cache in ("uncached", "cached"):
-        for p, limit in (("p50_ms", 10), ("p95_ms", 25)):
-            add("warm", f"warm ask {p[:3]} ms, LBP ({cache} query embedding)", _get(warm, f"ask_{cache}", p), limit)
+    # The speed issue set 10 / 25 ms for the one-study answers of the time; the synthesis
+    # issue (answers gathering every relevant study, several searches for multi-part
+    # questions) set the uncached p50 at 15 ms and left the others as they were.
+    limits = {
+        ("uncached", "p50_ms"): 15,
+        ("uncached", "p95_ms"): 25,
+        ("cached", "p50_ms"): 10,
+        ("cached", "p95_ms"): 25,
+    }
+    for (cache, p), limit in limits.items():
+        add("warm", f"warm ask {p[:3]} ms, LBP ({cache} query embedding)", _get(warm, f"ask_{cache}", p), limit)
     cold = _get(results, "cold", "cli_ask", "first_answer", "median_s")
     add("cold", "CLI cold start to first answer s (median)", cold, 2.5)
     for corpus in ("lbp", "pubmedqa"):
