@@ -63,12 +63,22 @@ _TWO_CLAUSES = re.compile(r"\b(whereas|while)\b", re.IGNORECASE)
 _CONTRAST = re.compile(r"\b(but|yet|although|though|whereas|while|however|only)\b", re.IGNORECASE)
 
 # How a study was done, not what it found: kept out of answers.
+# A study framed by its subject and what it set out to do ("This review asked whether ...",
+# "this rat study examined ..."): the verb follows the subject closely, so "The authors judged
+# aerobic and combined programmes ineffective" is a result, not framing.
 _FRAMING = re.compile(
-    r"^(this|the|in this|these|our)( [\w-]+,?){0,3} (review|study|trial|"
-    r"meta-analysis|article|paper|analysis|authors?|randomi[sz]ed controlled trial)\b.{0,60}\b(set out|looked|asked|"
-    r"aimed|examined|evaluated|assessed|compared|investigated|describe[sd]?|searched|included|pooled|followed|"
-    r"estimated|tested|is the journal republication)\b|\b(is one of the most common|has long been debated|"
-    r"is often recommended|are a very popular)\b|^(the )?title (shows|indicates|claims)\b|^going by its title\b|"
+    r"(^|, )(this|the|in this|these|our)( [\w-]+,?){0,3} (review|study|trial|meta-analysis|article|paper|analysis|"
+    r"authors?|randomi[sz]ed controlled trial)\b(,? [\w-]+){0,2},? (set out|looked|asked|aimed|examined|evaluated|"
+    r"assessed|compared|investigated|describe[sd]?|searched|included|pooled|followed|estimated|tested|combined|"
+    r"gathered|recruited|enrolled|is the journal republication)\b|"
+    r"^(participants|patients|people|adults|rats|mice|animals)( [\w-]+){0,3} (received|were (given|offered|"
+    r"assigned|randomi[sz]ed|allocated|grouped))\b|\b(was|were) grouped as\b",
+    re.IGNORECASE,
+)
+# Background and method statements that never report a result.
+_BACKGROUND = re.compile(
+    r"\b(is one of the most common|has long been debated|is often recommended|are a very popular)\b|"
+    r"^(the )?title (shows|indicates|claims)\b|^going by its title\b|"
     r"\b(similar at baseline|lost to follow-up|follow-up was (high|low|complete)|retention was|data were available|"
     r"PEDro|risk of bias was|(facts|data) come from (two |several )?published summar|met (the )?inclusion criteria|"
     r"were included;|secondary outcomes were|primary outcomes? (was|were)|main outcomes? (was|were)|to be included|"
@@ -160,7 +170,7 @@ def sentence_phases(text: str) -> tuple[str, ...]:
 
 def is_framing(text: str) -> bool:
     """True for a sentence that frames a study or describes its methods and reports no result."""
-    if _FRAMING.search(text):
+    if _BACKGROUND.search(text) or _FRAMING.search(text):
         return True
     return bool(_METHOD.search(text)) and sentence_direction(text) == "finding"
 
