@@ -279,7 +279,8 @@ with gr.Blocks(title=webui.APP_TITLE, analytics_enabled=False) as demo:
             chatbot = gr.Chatbot(
                 label="Conversation",
                 elem_id="lbp-chat",
-                height=520,
+                height="72vh",
+                min_height=520,
                 render_markdown=False,
                 sanitize_html=True,
                 buttons=[],

@@ -693,7 +693,7 @@ _EVIDENCE_CARDS = f"""
 """
 CSS += f"""
 #lbp-chat .lbp-evidence {{ margin: .8em 0 .4em 0; max-width: 100%; overflow-x: auto; container-type: inline-size; }}
-#lbp-chat .lbp-ev-table {{ width: 100%; border-collapse: collapse; border: none; margin: 0; font-size: .78em;
+#lbp-chat .lbp-ev-table {{ width: 100%; border-collapse: collapse; border: none; margin: 0; font-size: .76em;
   line-height: 1.35; }}
 #lbp-chat .lbp-ev-table caption {{ caption-side: top; text-align: left; font-weight: 700; font-size: 1.1em;
   padding: 0 0 .3em 0; }}
@@ -701,19 +701,18 @@ CSS += f"""
 #lbp-chat .lbp-ev-note {{ display: block; font-weight: 400; font-size: .9em; font-style: italic; opacity: .8; }}
 #lbp-chat .lbp-ev-table tr {{ border: none; }}
 #lbp-chat .lbp-ev-table th, #lbp-chat .lbp-ev-table td {{ border: none; border-bottom: 1px solid var(--border-color-primary);
-  padding: .3em .35em; vertical-align: top; text-align: left; overflow-wrap: normal; word-break: normal; }}
+  padding: .3em .25em; vertical-align: top; text-align: left; overflow-wrap: normal; word-break: normal; }}
 #lbp-chat .lbp-ev-table thead th {{ font-weight: 600; border-bottom-width: 2px; }}
 #lbp-chat .lbp-ev-table tbody th {{ font-weight: 600; }}
 #lbp-chat .lbp-ev-n {{ white-space: nowrap; }}
-/* Short cells wrap only between words; the long ones share what is left. */
-#lbp-chat .lbp-ev-study {{ min-width: 5em; }}
-#lbp-chat .lbp-ev-design {{ min-width: 5.5em; }}
-#lbp-chat .lbp-ev-size {{ min-width: 4.5em; }}
-#lbp-chat .lbp-ev-population, #lbp-chat .lbp-ev-comparison {{ min-width: 6em; }}
-#lbp-chat .lbp-ev-result {{ min-width: 8em; }}
-#lbp-chat .lbp-ev-direction {{ min-width: 5em; }}
+/* Short cells wrap only between words; the long ones may break a long word, so the table
+   always fits the answer's width and shares it out by content. */
+#lbp-chat .lbp-ev-table td.lbp-ev-population, #lbp-chat .lbp-ev-table td.lbp-ev-comparison,
+#lbp-chat .lbp-ev-table td.lbp-ev-result {{ overflow-wrap: anywhere; }}
+#lbp-chat .lbp-ev-table td.lbp-ev-result {{ min-width: 5em; }}
 #lbp-chat .lbp-ev-related {{ background: var(--background-fill-secondary); }}
 #lbp-chat .lbp-ev-table .lbp-badge {{ margin: 0 .25em .1em 0; white-space: nowrap; }}
+#lbp-chat .lbp-ev-table td.lbp-ev-population .lbp-badge {{ white-space: normal; }}
 .lbp-ev-phase {{ color: #475569; }}
 .lbp-dir {{ font-weight: 600; }}
 .lbp-dir-benefit {{ color: #047857; }}

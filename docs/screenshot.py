@@ -75,12 +75,13 @@ def main() -> int:
             box.fill(args.question)
             box.press("Enter")
             page.locator("#lbp-chat .lbp-answer:not(.lbp-streaming) .lbp-ev-table").wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)  # the chat scrolls itself to the end first
             # The chat scrolls inside its own box: bring the answer's first line to its top.
             page.locator("#lbp-chat .lbp-answer").first.evaluate(
                 """el => {
                     let box = el.parentElement;
                     while (box && box.scrollHeight <= box.clientHeight) box = box.parentElement;
-                    if (box) box.scrollTop += el.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+                    if (box) box.scrollTop += el.getBoundingClientRect().top - box.getBoundingClientRect().top - 32;
                 }"""
             )
             page.evaluate("window.scrollTo(0, 0)")
