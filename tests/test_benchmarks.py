@@ -82,7 +82,7 @@ def test_targets_compare_against_the_limits() -> None:
     results = {
         "warm": {
             "lbp": {
-                "ours": {"ask_uncached": {"p50_ms": 12.0, "p95_ms": 20.0}, "search_uncached": {"p50_ms": 4.0}},
+                "ours": {"ask_uncached": {"p50_ms": 16.0, "p95_ms": 20.0}, "search_uncached": {"p50_ms": 4.0}},
                 "peer": {"search": {"p50_ms": 20.0}, "search_torch_1_thread": {"p50_ms": 10.0}},
             }
         },
@@ -94,7 +94,8 @@ def test_targets_compare_against_the_limits() -> None:
         },
     }
     by_name = {t["target"]: t for t in report.targets(results)}
-    assert by_name["warm ask p50 ms, LBP (uncached query embedding)"]["met"] is False
+    assert by_name["warm ask p50 ms, LBP (uncached query embedding)"]["met"] is False  # over 15 ms
+    assert by_name["warm ask p50 ms, LBP (uncached query embedding)"]["limit"] == 15
     assert by_name["warm ask p95 ms, LBP (uncached query embedding)"]["met"] is True
     # against the peer's faster configuration: 4 / 10
     assert by_name["search p50 / peer's best search p50, lbp"]["value"] == pytest.approx(0.4)
