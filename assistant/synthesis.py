@@ -60,7 +60,7 @@ MIN_FINDING_SIMILARITY = 0.30
 PHASE_MATCH_SHARE = 0.85
 # A result sentence this close to the question makes its study relevant whatever the study's
 # fused score; the studies of the best such sentences of the whole index are candidates.
-MIN_STRONG_SIMILARITY = 0.50
+MIN_STRONG_SIMILARITY = 0.60
 SENTENCE_CANDIDATES = 8
 RARE_PHASE = 0.25
 PATIENT_CUT_SHARE = 0.75
