@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.compose import GENERAL_GROUP, bottom_line, cite_refs, evidence_rows, group_findings
+from assistant.corpus import load_corpus
 from assistant.questions import load_treatments
 from assistant.synthesis import Finding, Study
 
@@ -239,17 +240,14 @@ def test_group_findings_by_direction_when_fewer_than_two_treatments_named() -> N
 
 # --------------------------------------------------------------------------- evidence_rows
 
-HAYDEN = {
-    "n": 20,
-    "refs": [20],
-    "study_type": "Cochrane review",
-    "evidence_level": 1,
-    "design_group": "review",
-    "lbp_phase": "mixed",
-    "first_author": "Hayden JA",
-    "year": 2005,
-    "sample_size": 61,
-}
+# Reference 20 of the corpus, as the index carries it (Cochrane review, 61 trials, mixed phases).
+HAYDEN_COMPARISON = (
+    "exercise therapy of various kinds, including graded-activity programmes vs no treatment; "
+    "other conservative treatments"
+)
+HAYDEN = next(
+    d.metadata for d in load_corpus(Path(__file__).resolve().parent.parent / "corpus") if d.doc_id == "ref-20"
+)
 SHERMAN = {
     "n": 22,
     "refs": [22],
@@ -285,7 +283,7 @@ def hayden_and_sherman() -> list[Study]:
 def test_evidence_rows_clinician() -> None:
     rows = evidence_rows(hayden_and_sherman(), DOC_META, patient=False, related={"ref-22"})
     assert [(r.n, r.study, r.size, r.comparison) for r in rows] == [
-        (20, "Hayden JA 2005", "61 studies", ""),
+        (20, "Hayden JA 2005", "61 studies", HAYDEN_COMPARISON),
         (22, "Sherman KJ 2011", "228 participants", "yoga vs stretching"),
     ]
     # the first quote is the result; its passage and the study's direction go with it

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from assistant.corpus import load_corpus
 from assistant.evidence import (
     citation_markers,
     comparison_text,
@@ -21,17 +24,10 @@ from assistant.evidence import (
 )
 from assistant.types import EvidenceRow
 
-HAYDEN = {
-    "n": 20,
-    "refs": [20],
-    "study_type": "Cochrane review",
-    "evidence_level": 1,
-    "design_group": "review",
-    "lbp_phase": "mixed",
-    "first_author": "Hayden JA",
-    "year": 2005,
-    "sample_size": 61,
-}
+# Reference 20 of the corpus, as the index carries it (Cochrane review, 61 trials, mixed phases).
+HAYDEN = next(
+    d.metadata for d in load_corpus(Path(__file__).resolve().parent.parent / "corpus") if d.doc_id == "ref-20"
+)
 
 
 # --------------------------------------------------------------------------- direction
@@ -250,11 +246,17 @@ def test_evidence_row_from_the_record() -> None:
         study="Hayden JA 2005",
         design="Cochrane review",
         design_group="review",
-        species=None,
+        species="human",
         size="61 studies",
-        population="",
+        population=(
+            "61 randomized controlled trials with 6390 adults in total: 11 trials in acute, 6 in subacute and 43 in "
+            "chronic LBP (1 unclear)"
+        ),
         phase="mixed",
-        comparison="",
+        comparison=(
+            "exercise therapy of various kinds, including graded-activity programmes vs no treatment; "
+            "other conservative treatments"
+        ),
         result="Exercise reduced pain slightly.",
         passage_id="ref-20#3",
         direction="benefit",
