@@ -125,6 +125,7 @@ class Finding:
         direction / phases: see :mod:`assistant.evidence`.
         also: (refs, passage_id, text) of near-identical sentences of other studies that
             say the same thing (their studies are cited with this claim).
+        on_facet: it names a treatment or outcome the question asks about.
     """
 
     row: int
@@ -137,6 +138,7 @@ class Finding:
     direction: str
     phases: tuple[str, ...]
     also: tuple[tuple[tuple[int, ...], str, str], ...] = ()
+    on_facet: bool = False
 
     @property
     def all_refs(self) -> tuple[int, ...]:
@@ -377,11 +379,23 @@ class EvidenceGatherer:
                 continue  # a sentence that cannot be cited is not used
             score = float(sim) + SECTION_BONUS.get(s.section, 0.0)
             score += RESULT_BONUS if s.direction != "finding" else 0.0
-            score += FACET_BONUS if facet_set and facet_set & self.labels_of(s.row) else 0.0
+            on_facet = bool(facet_set and facet_set & self.labels_of(s.row))
+            score += FACET_BONUS if on_facet else 0.0
             score += ASKED_BONUS if s.direction in wanted else 0.0
             score -= DANGLING_PENALTY if DANGLING.match(rec["text"]) else 0.0
             out.append(
-                Finding(s.row, rec["text"], doc_id, rec["passage_id"], refs, score, float(sim), s.direction, s.phases)
+                Finding(
+                    s.row,
+                    rec["text"],
+                    doc_id,
+                    rec["passage_id"],
+                    refs,
+                    score,
+                    float(sim),
+                    s.direction,
+                    s.phases,
+                    on_facet=on_facet,
+                )
             )
         out.sort(key=lambda f: (-f.score, f.row))
         return out
@@ -602,8 +616,8 @@ class EvidenceGatherer:
                         break
                     if f.row in exclude or f.score < top - SENTENCE_MARGIN:
                         continue
-                    if chosen and f.similarity < MIN_FINDING_SIMILARITY:
-                        continue
+                    if chosen and f.similarity < (MIN_FACET_SIMILARITY if f.on_facet else MIN_FINDING_SIMILARITY):
+                        continue  # a further sentence must be close, or name what the question asks about
                     v = self._vectors([f.row])[0]
                     if chosen and (
                         float(np.max(self._vectors([c.row for c in chosen]) @ v)) > SAME_STUDY_DUPLICATE
