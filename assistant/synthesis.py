@@ -38,6 +38,7 @@ import numpy as np
 from assistant.corpus import parse_citation_markers
 from assistant.evidence import is_framing, phase_key, sentence_direction, sentence_phases
 from assistant.fusion import aggregate_max, top_k
+from assistant.gaps import QUESTION_WORDS
 from assistant.index import word_tokens
 from assistant.questions import (
     Treatments,
@@ -66,6 +67,7 @@ RARE_PHASE = 0.25
 PATIENT_CUT_SHARE = 0.75
 DISTINCTIVE_SHARE = 0.3
 MIN_COVERAGE = 0.35
+PATIENT_COVERAGE_SHARE = 0.5
 MIN_FACET_SIMILARITY = 0.20
 FACET_DOCS = 2
 ASPECT_DOCS = 3
@@ -239,6 +241,7 @@ class EvidenceGatherer:
         self._texts: dict[str, str] | None = None
         self._term_docs: dict[str, set[str]] | None = None
         self._labels: dict[int, frozenset[str]] = {}
+        self._asking: set[str] | None = None
         self._phase_shares: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ per document
@@ -326,7 +329,9 @@ class EvidenceGatherer:
         term_docs = self.term_documents()
         n_docs = max(1, len(self.doc_meta))
         weights = {}
-        for token in set(word_tokens(question)):
+        if self._asking is None:  # words that ask rather than name ("actually", "good", "work")
+            self._asking = set(word_tokens(" ".join(sorted(QUESTION_WORDS))))
+        for token in set(word_tokens(question)) - self._asking:
             docs = term_docs.get(token)
             if docs and len(docs) <= DISTINCTIVE_SHARE * n_docs:
                 weights[token] = float(np.log(n_docs / len(docs)))
@@ -504,7 +509,7 @@ class EvidenceGatherer:
             bar *= PHASE_MATCH_SHARE
         if study.rank == 0 or study.result_similarity >= MIN_STRONG_SIMILARITY:
             return True
-        if study.coverage < MIN_COVERAGE * share:
+        if study.coverage < MIN_COVERAGE * (PATIENT_COVERAGE_SHARE if patient else 1.0):
             return False
         return study.relative_score >= bar and study.result_similarity >= MIN_FINDING_SIMILARITY * share
 
