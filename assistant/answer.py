@@ -42,7 +42,7 @@ import numpy as np
 from assistant.chunking import split_sentences
 from assistant.compose import bottom_line, cite_refs, evidence_rows, group_findings
 from assistant.config import Settings
-from assistant.conversation import _with_topic, normalize_history, standalone_query
+from assistant.conversation import normalize_history, standalone_query, with_topic
 from assistant.gaps import Gap, find_gaps, gap_line, related_question, word_at
 from assistant.index import bm25_tokenize, word_tokens
 from assistant.questions import (
@@ -287,7 +287,7 @@ class Answerer:
             if len(parts) == 1:
                 part_query, part_hits = query, hits
             else:
-                part_query = part if part == parts[0] else _with_topic(part.rstrip("?"), parts[0], part)
+                part_query = part if part == parts[0] else with_topic(part.rstrip("?"), parts[0], part)
                 part_hits = self.retriever.search(part_query, k=40, method="hybrid", filters=filters)
             studies = self.gatherer.gather(part_query, part_hits, used, patient=mode == "patient")
             if gaps:  # the evidence on the question without what it does not cover, as related

@@ -286,7 +286,7 @@ def rewrite_follow_up(
     if not content_words(new_phrase):
         return previous_query
     if _PRONOUNS.search(new_phrase):
-        return _with_topic(_PRONOUNS.sub(" ", new_phrase), previous_query, new_phrase)
+        return with_topic(_PRONOUNS.sub(" ", new_phrase), previous_query, new_phrase)
     shared = set(content_words(previous_query))
     novel = [w for w in new_phrase.split() if w.lower().strip(",.?!") not in shared]
     novel_content = [w for w in novel if w.lower().strip(",.?!") not in _STOPWORDS]
@@ -351,11 +351,11 @@ def _rewrite(
     if not previous or is_follow_up(message) or needs_context is None:
         return rewrite_follow_up(message, previous, encode, min_similarity)
     if len(content_words(message)) <= 6 and needs_context(message):
-        return _with_topic(message.rstrip("?.! "), previous, message)
+        return with_topic(message.rstrip("?.! "), previous, message)
     return message
 
 
-def _with_topic(text: str, previous: str, message: str) -> str:
+def with_topic(text: str, previous: str, message: str) -> str:
     """``text`` followed by the content words of ``previous`` that ``message`` does not repeat."""
     mentioned = set(content_words(message))
     topic = [w for w in content_words(previous) if w not in mentioned]
