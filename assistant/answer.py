@@ -415,8 +415,13 @@ class Answerer:
     ) -> Answer:
         """The patient answer of ``chosen`` brought to grade 8 or below and the word budget."""
 
-        def draft(items: Sequence[tuple[Study, Finding]]) -> Answer:
+        def draft(items: list[tuple[Study, Finding]]) -> Answer:
+            # The glossary explains the words the answer uses: it keeps its place by letting
+            # the last sentence go, as long as two studies are left.
             answer = self._patient_draft(query, items, notices, gaps, related)
+            while word_count(answer.answer) > PATIENT_MAX_WORDS and len(items) > 2:
+                items.pop()
+                answer = self._patient_draft(query, items, notices, gaps, related)
             if word_count(answer.answer) > PATIENT_MAX_WORDS:
                 answer = self._patient_draft(query, items, notices, gaps, related, glossary=False)
             return answer

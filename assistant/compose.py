@@ -103,8 +103,12 @@ def _direction_clause(studies: Sequence[Study], directions: Mapping[str, str], p
     return f"{', '.join(parts)}" + (f" ({consistency(counts)})" if total > 1 else "")
 
 
-def _best_direction(study: Study) -> str | None:
-    """The direction of the study's best finding that reports a benefit or a difference."""
+def _best_direction(study: Study, patient: bool = False) -> str | None:
+    """The direction of the study's best finding that reports a benefit or a difference; in
+    patient mode that of its first quoted plain sentence when it reports one (what the
+    reader sees), else the clinician finding's."""
+    if patient and study.plain and study.plain[0].direction in COUNTED:
+        return study.plain[0].direction
     return next((f.direction for f in study.findings if f.direction in COUNTED), None)
 
 
@@ -141,7 +145,7 @@ def bottom_line(
     everything = [*PHASE_LABELS, None]
     safety = [s.doc_id for s in human if any(f.direction == "harm" for f in s.findings)]
     if patient:
-        counted = {s.doc_id: d for s in human for d in [_best_direction(s)] if d}
+        counted = {s.doc_id: d for s in human for d in [_best_direction(s, patient=True)] if d}
         lead = f"We found {len(human)} {'related ' if related else ''}studies on this."
         parts = [lead, _direction_clause(human, counted, True) if counted else ""]
         if safety:
@@ -221,7 +225,8 @@ def evidence_rows(
     """One row per cited reference, in the order of the studies (strongest first).
 
     The row's result is the study's first quoted sentence in the answer (plain language in
-    patient mode), its direction that of the study's main finding.
+    patient mode), its direction that of the study's main finding (in patient mode that of
+    the quoted plain sentence when it reports one).
     """
     rows: dict[int, EvidenceRow] = {}
     # (refs, passage id, text, direction) of sentences merged into another study's claim
@@ -231,7 +236,8 @@ def evidence_rows(
     for study in studies:
         quotes = (study.plain or study.findings) if patient else (study.findings or study.plain)
         if quotes:
-            main = (quotes[0].refs, quotes[0].passage_id, quotes[0].text, study.direction)
+            direction = (_best_direction(study, patient=True) or study.direction) if patient else study.direction
+            main = (quotes[0].refs, quotes[0].passage_id, quotes[0].text, direction)
         else:
             found = next((m for m in merged if m[1].rsplit("#", 1)[0] == study.doc_id), None)
             if found is None:

@@ -74,7 +74,7 @@ ASPECT_DOCS = 3
 # Per study: sentences within this margin of its best one, at most PER_STUDY of them.
 SENTENCE_MARGIN = 0.15
 PER_STUDY = 3
-MAX_FINDINGS = 14
+MAX_FINDINGS = 16
 NEAR_DUPLICATE = 0.88
 SAME_STUDY_DUPLICATE = 0.70
 # Two sentences of one study sharing this share of the shorter one's content words say the same thing.
@@ -608,53 +608,62 @@ class EvidenceGatherer:
         return kept
 
     def _select(self, studies: Sequence[Study], exclude: set[int]) -> None:
-        """Keep each study's best findings (clinician and plain), without near-repeats."""
+        """Keep each study's best findings (clinician and plain), without near-repeats.
+
+        Round by round: every study's best acceptable sentence first (most relevant study
+        first), then second sentences, up to :data:`PER_STUDY`, so that the answer's cap of
+        :data:`MAX_FINDINGS` sentences never leaves a kept study without its main finding.
+        """
+        ordered = sorted(studies, key=lambda s: -s.relevance)
         for audience in ("clinician", "patient"):
+            pools = {id(s): list(s.findings if audience == "clinician" else s.plain) for s in ordered}
+            chosen: dict[int, list[Finding]] = {id(s): [] for s in ordered}
             taken: list[Finding] = []
             vectors: list[np.ndarray] = []
-            for study in sorted(studies, key=lambda s: -s.relevance):
-                pool = study.findings if audience == "clinician" else study.plain
-                chosen: list[Finding] = []
-                top = pool[0].score if pool else 0.0
-                for f in pool:
-                    if len(chosen) >= PER_STUDY or len(taken) >= MAX_FINDINGS:
-                        break
-                    if f.row in exclude or f.score < top - SENTENCE_MARGIN:
-                        continue
-                    if chosen and f.similarity < (MIN_FACET_SIMILARITY if f.on_facet else MIN_FINDING_SIMILARITY):
-                        continue  # a further sentence must be close, or name what the question asks about
-                    v = self._vectors([f.row])[0]
-                    if chosen and (
-                        float(np.max(self._vectors([c.row for c in chosen]) @ v)) > SAME_STUDY_DUPLICATE
-                        or max(word_overlap(f.text, c.text) for c in chosen) >= SAME_WORDS
-                    ):
-                        continue  # a second sentence of a study must add something
-                    if vectors:
-                        sims = np.asarray(vectors) @ v
-                        j = int(np.argmax(sims))
-                        if sims[j] > NEAR_DUPLICATE:
-                            taken[j] = self._merge(taken[j], f, studies)
+            for _ in range(PER_STUDY):
+                for study in ordered:
+                    pool, mine = pools[id(study)], chosen[id(study)]
+                    top = pool[0].score if pool else 0.0
+                    while pool and len(taken) < MAX_FINDINGS:
+                        f = pool.pop(0)
+                        if f.row in exclude or f.score < top - SENTENCE_MARGIN:
                             continue
-                    chosen.append(f)
-                    taken.append(f)
-                    vectors.append(v)
+                        if mine and f.similarity < (MIN_FACET_SIMILARITY if f.on_facet else MIN_FINDING_SIMILARITY):
+                            continue  # a further sentence must be close, or name what the question asks about
+                        v = self._vectors([f.row])[0]
+                        if mine and (
+                            float(np.max(self._vectors([c.row for c in mine]) @ v)) > SAME_STUDY_DUPLICATE
+                            or max(word_overlap(f.text, c.text) for c in mine) >= SAME_WORDS
+                        ):
+                            continue  # a second sentence of a study must add something
+                        if vectors:
+                            sims = np.asarray(vectors) @ v
+                            j = int(np.argmax(sims))
+                            if sims[j] > NEAR_DUPLICATE:
+                                taken[j] = self._merge(taken[j], f, list(chosen.values()))
+                                continue
+                        mine.append(f)
+                        taken.append(f)
+                        vectors.append(v)
+                        break
+            for study in ordered:
                 if audience == "clinician":
-                    study.findings = chosen
+                    study.findings = chosen[id(study)]
                 else:
-                    study.plain = chosen
+                    study.plain = chosen[id(study)]
 
     @staticmethod
-    def _merge(kept: Finding, repeat: Finding, studies: Sequence[Study]) -> Finding:
+    def _merge(kept: Finding, repeat: Finding, lists: Sequence[list[Finding]]) -> Finding:
         """Cite ``repeat``'s study with ``kept`` when the two sentences say the same thing;
-        returns the finding that now stands for both (``kept`` itself when they differ)."""
+        returns the finding that now stands for both (``kept`` itself when they differ),
+        having put it in ``kept``'s place in ``lists``."""
         if repeat.doc_id == kept.doc_id or repeat.direction != kept.direction:
             return kept
         merged = replace(kept, also=(*kept.also, (repeat.refs, repeat.passage_id, repeat.text)))
-        for study in studies:
-            for pool in (study.findings, study.plain):
-                for i, f in enumerate(pool):
-                    if f is kept:
-                        pool[i] = merged
+        for findings in lists:
+            for i, f in enumerate(findings):
+                if f is kept:
+                    findings[i] = merged
         return merged
 
 
