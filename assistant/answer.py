@@ -177,7 +177,6 @@ class Answerer:
             self.treatments,
             load_outcomes(self._corpus_file(OUTCOMES_FILE)),
         )
-        self._term_docs: dict[str, set[str]] | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -218,11 +217,9 @@ class Answerer:
         """What ``question`` names that the indexed evidence does not cover (see
         :mod:`assistant.gaps`): words no document contains, and treatments that only animal
         studies (or no study) mention."""
-        if self._term_docs is None:
-            self._term_docs = self.index.term_documents()
         low = question.lower()
         lay = [m.span() for pattern, _ in self.retriever.vocabulary.patterns for m in pattern.finditer(low)]
-        gaps = find_gaps(question, word_tokens, self._term_docs, lay)
+        gaps = find_gaps(question, word_tokens, self.gatherer.term_documents(), lay)
         animals = about_animals(question)
         for label, pattern in self.treatments.all:
             m = pattern.search(question)

@@ -95,19 +95,23 @@ _SPLIT = re.compile(
 )
 
 
+MAX_PARTS = 4
+
+
 def split_question(text: str, min_words: int = 3) -> list[str]:
     """The parts of a multi-part question ("Is X effective, and which type works best?").
 
     Splits at a question mark followed by more text, at semicolons, and at "and" followed
     by a question word; a part of fewer than ``min_words`` words is joined back to the
-    previous one. One part means the question is not split.
+    previous one, a part asked again is dropped, and at most :data:`MAX_PARTS` parts are
+    kept (each part costs a search). One part means the question is not split.
     """
     pieces = [p.strip(" ,") for p in _SPLIT.split(text.strip()) if p and p.strip(" ,?")]
     parts: list[str] = []
     for piece in pieces:
         if parts and len(piece.split()) < min_words:
             parts[-1] = f"{parts[-1]} {piece}"
-        else:
+        elif piece.lower() not in {p.lower() for p in parts} and len(parts) < MAX_PARTS:
             parts.append(piece)
     return [p if p.endswith(("?", ".", "!")) else f"{p}?" for p in parts] if len(parts) > 1 else [text]
 

@@ -276,3 +276,10 @@ def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
     labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
     assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 13
     assert load_outcomes(str(tmp_path / "missing.json")) == ()
+
+
+def test_split_question_drops_repeats_and_keeps_at_most_four_parts() -> None:
+    repeated = "Is walking good? " * 50
+    assert split_question(repeated) == [repeated]  # one question asked 50 times is one part: not split
+    many = " ".join(f"Is exercise {i} good for my back?" for i in range(1, 8))
+    assert split_question(many) == [f"Is exercise {i} good for my back?" for i in range(1, 5)]
