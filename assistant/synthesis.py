@@ -290,7 +290,8 @@ class EvidenceGatherer:
     def mentions(self, doc_id: str) -> set[str]:
         """The treatments a document names anywhere (its record or its text)."""
         if doc_id not in self._mentions:
-            text = " ".join(self.index.sentences[s.row]["text"] for s in self.sentences_of(doc_id))
+            # The text only: labelling the sentences (sentences_of) is not needed to find names in it.
+            text = " ".join(self.index.sentences[r]["text"] for r in self.index.sentence_rows(doc_id))
             self._mentions[doc_id] = set(self.about().get(doc_id, ())) | set(treatments_in(text, self.treatments.all))
         return self._mentions[doc_id]
 
