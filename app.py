@@ -1,12 +1,23 @@
-"""The web app: ``python app.py`` serves a Gradio chat over :meth:`assistant.Assistant.ask`.
+"""The web app: ``python app.py`` serves a Gradio chat over :meth:`assistant.Assistant.ask`,
+and beside it the REST API of :mod:`assistant.rest` (``/api/v1/ask``, ``/api/v1/search``,
+``/api/v1/health``, schema at ``/docs``), in one process: FastAPI with the UI mounted on it.
 
 This file only adapts the assistant to Gradio: per-session state, streaming, feedback,
-exports and the ``/ask`` and ``/search`` API endpoints. Rendering lives in
-:mod:`assistant.webui`, ratings in :mod:`assistant.feedback`; answers come from the assistant.
+exports and the Gradio ``/ask`` and ``/search`` endpoints. Rendering lives in
+:mod:`assistant.webui`, ratings in :mod:`assistant.feedback`, loading in
+:mod:`assistant.service`; answers come from the assistant. The server answers at once; the
+index loads (or, on a first run, builds) in the background, and until it is ready the chat
+says so and the REST API answers 503.
 
-Environment: ``LBP_HOST`` (default ``127.0.0.1``), ``LBP_PORT`` (default ``7860``),
-``LBP_USERNAME`` and ``LBP_PASSWORD`` (both set: a login page), ``LBP_FEEDBACK_DB`` (default
-``feedback/feedback.sqlite3``), plus the ``LBP_INDEX`` / ``LBP_CORPUS`` of the assistant.
+Environment (``LBP_*`` wins over Gradio's variable when both are set):
+
+- ``LBP_HOST``, else ``GRADIO_SERVER_NAME``, else ``127.0.0.1``;
+- ``LBP_PORT``, else ``GRADIO_SERVER_PORT``, else ``7860``;
+- ``LBP_USERNAME`` and ``LBP_PASSWORD`` (both set: a login page for the UI, HTTP Basic for
+  the REST API);
+- ``LBP_FEEDBACK_DB`` (default ``feedback/feedback.sqlite3``), plus the ``LBP_INDEX`` /
+  ``LBP_CORPUS`` of the assistant.
+
 Analytics are off, nothing is shared, and the page loads no fonts or scripts from elsewhere.
 """
 
@@ -18,7 +29,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import logging
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +37,7 @@ import gradio as gr
 
 from assistant import webui
 from assistant.feedback import Feedback, FeedbackStore, default_feedback_path
+from assistant.service import AssistantService, NotReady
 
 log = logging.getLogger("lbp.app")
 
@@ -57,20 +68,16 @@ CHAT_API_DESCRIPTION = (
 )
 THINKING = '<p class="lbp-notice">Searching the evidence…</p>'
 
-_assistant: Any = None
-_assistant_lock = threading.Lock()
+service = AssistantService()
 feedback_store = FeedbackStore(default_feedback_path())
 
 
 def get_assistant() -> Any:
-    """The one :class:`~assistant.Assistant` of this process, loaded on first use."""
-    global _assistant
-    with _assistant_lock:
-        if _assistant is None:
-            from assistant import Assistant
-
-            _assistant = Assistant.load()
-        return _assistant
+    """The one :class:`~assistant.Assistant` of this process; :class:`gr.Error` while it loads."""
+    try:
+        return service.get()
+    except NotReady as exc:
+        raise gr.Error(str(exc), title="Not ready yet") from exc
 
 
 def _mode(mode: str) -> str:
@@ -112,6 +119,9 @@ def respond(
         answer = get_assistant().ask(
             question, history=webui.history_for_ask(conversation), mode=mode, filters=filters or None
         )
+    except gr.Error:  # not ready yet: the question goes back into the box
+        yield webui.chat_messages(conversation), skip, skip, question, skip, skip
+        raise
     except Exception as exc:  # put the question back for a retry; the traceback goes to the log
         log.exception("ask failed for session %s", getattr(request, "session_hash", "?"))
         yield webui.chat_messages(conversation), skip, skip, question, skip, skip
@@ -144,6 +154,22 @@ def respond(
 def new_conversation() -> tuple[Any, ...]:
     """Empty chat, state, sources, exports; hide the comment box."""
     return [], [], webui.render_sources([]), "", "", gr.update(visible=False), None
+
+
+def index_status() -> tuple[Any, Any]:
+    """The status line (shown while the index builds or when it failed) and whether to keep polling."""
+    health = service.health()
+    if health["status"] == "ready":
+        return gr.update(value="", visible=False), gr.Timer(active=False)
+    if health["status"] == "failed":
+        text = f"**The evidence index could not be loaded.** {webui.esc(health['stage'])}"
+        return gr.update(value=text, visible=True), gr.Timer(active=False)
+    seconds = health.get("seconds", 0)
+    text = (
+        f"Preparing the evidence index ({seconds:.0f} s so far; the first start takes about a minute): "
+        f"{webui.esc(health['stage'])}"
+    )
+    return gr.update(value=text, visible=True), gr.Timer(active=True)
 
 
 def switch_mode(mode: str) -> tuple[Any, Any]:
@@ -251,6 +277,8 @@ def search(
 
 with gr.Blocks(title=webui.APP_TITLE, analytics_enabled=False) as demo:
     gr.Markdown(f"# {webui.APP_TITLE}\n{webui.DISCLAIMER}", elem_id="lbp-title")
+    status_line = gr.Markdown("", visible=False, elem_id="lbp-status")
+    status_timer = gr.Timer(2.0)
     conversation = gr.State([])
     pending_feedback = gr.State(None)
     with gr.Row(equal_height=True):
@@ -361,13 +389,14 @@ with gr.Blocks(title=webui.APP_TITLE, analytics_enabled=False) as demo:
         [feedback_box, comment, pending_feedback],
         api_visibility="private",
     )
+    status_timer.tick(index_status, None, [status_line, status_timer], api_visibility="private", queue=False)
+    demo.load(index_status, None, [status_line, status_timer], api_visibility="private", queue=False)
     copy_btn.click(None, copy_text, None, js=webui.COPY_JS, api_visibility="private")
     export_btn.click(None, export_md, None, js=webui.DOWNLOAD_JS, api_visibility="private")
 
 demo.queue(default_concurrency_limit=CONCURRENCY)
 
-LAUNCH_OPTIONS: dict[str, Any] = {
-    "share": False,
+UI_OPTIONS: dict[str, Any] = {
     "theme": THEME,
     "css": webui.CSS,
     "head": webui.HEAD,
@@ -380,17 +409,51 @@ LAUNCH_OPTIONS: dict[str, Any] = {
 }
 
 
-def main() -> int:
-    """Load the assistant (building the index if needed), then serve until interrupted."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    host = os.environ.get("LBP_HOST", "127.0.0.1")
-    port = int(os.environ.get("LBP_PORT", "7860"))
-    user, password = os.environ.get("LBP_USERNAME"), os.environ.get("LBP_PASSWORD")
+def server_address(environ: Any = os.environ) -> tuple[str, int]:
+    """(host, port): ``LBP_HOST``/``LBP_PORT``, else ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT``,
+    else 127.0.0.1:7860. A port that is not a number from 1 to 65535 raises ValueError."""
+    host = environ.get("LBP_HOST") or environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    name = "LBP_PORT" if environ.get("LBP_PORT") else "GRADIO_SERVER_PORT"
+    text = environ.get(name) or "7860"
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{name}={text!r} is not a port number (1-65535)")
+    return host, int(text)
+
+
+def login(environ: Any = os.environ) -> tuple[str, str] | None:
+    """(user, password) when both ``LBP_USERNAME`` and ``LBP_PASSWORD`` are set; ValueError when one is."""
+    user, password = environ.get("LBP_USERNAME"), environ.get("LBP_PASSWORD")
     if bool(user) != bool(password):
-        print("error: set both LBP_USERNAME and LBP_PASSWORD, or neither", file=sys.stderr)
+        raise ValueError("set both LBP_USERNAME and LBP_PASSWORD, or neither")
+    return (user, password) if user and password else None
+
+
+def create_server(auth: tuple[str, str] | None = None, host: str = "127.0.0.1", port: int = 7860) -> Any:
+    """The FastAPI application: the REST API, with the Gradio UI mounted at ``/``."""
+    from assistant.rest import create_api
+
+    api = create_api(service, auth)
+    return gr.mount_gradio_app(
+        api, demo, path="", server_name=host, server_port=port, auth=auth, show_error=True, **UI_OPTIONS
+    )
+
+
+def main() -> int:
+    """Serve the UI and the REST API at once; the index loads (or builds) in the background."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        host, port = server_address()
+        auth = login()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    get_assistant()
-    demo.launch(server_name=host, server_port=port, auth=(user, password) if user else None, **LAUNCH_OPTIONS)
+    import uvicorn
+
+    server = create_server(auth, host, port)
+    service.start()
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    print(f"Serving on http://{shown}:{port}/ (REST API: /api/v1, schema: /docs)", file=sys.stderr, flush=True)
+    uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     return 0
 
 

@@ -129,14 +129,19 @@ def fine_tune(
     random.seed(recipe["seed"])
     torch.manual_seed(recipe["seed"])
     model = SentenceTransformer(model_path, device="cpu")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["lr"])
     model.train()
+    trained = _unfrozen_parameters(
+        model, int(recipe.get("frozen_layers", 0)), bool(recipe.get("freeze_embeddings", False))
+    )
+    optimizer = torch.optim.AdamW(trained, lr=recipe["lr"])
     order = list(pairs)
     batch = int(recipe["batch"])
     steps = recipe["epochs"] * ((len(order) + batch - 1) // batch)
     normalize = torch.nn.functional.normalize
     cross_entropy = torch.nn.functional.cross_entropy
     bf16 = training_precision(recipe.get("precision", "fp32")) == "bf16"
+    # sentence-transformers 5.x calls it tokenize, 6.x preprocess (and warns on tokenize)
+    features = getattr(model, "preprocess", None) or model.tokenize
     with tqdm(total=steps, desc="adapting model", unit="batch", disable=not progress, file=sys.stderr) as bar:
         for _ in range(recipe["epochs"]):
             random.shuffle(order)
@@ -146,8 +151,8 @@ def fine_tune(
                 if len(chunk) < 2:
                     continue
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    left = model(model.tokenize([a for a, _ in chunk]))["sentence_embedding"]
-                    right = model(model.tokenize([b for _, b in chunk]))["sentence_embedding"]
+                    left = model(features([a for a, _ in chunk]))["sentence_embedding"]
+                    right = model(features([b for _, b in chunk]))["sentence_embedding"]
                 left, right = left.float(), right.float()
                 logits = recipe["scale"] * normalize(left, dim=-1) @ normalize(right, dim=-1).T
                 labels = torch.arange(len(chunk))
@@ -157,6 +162,21 @@ def fine_tune(
                 optimizer.step()
     model.eval()
     return model
+
+
+def _unfrozen_parameters(model: Any, frozen_layers: int, freeze_embeddings: bool) -> list[Any]:
+    """The parameters to train when the word embeddings (``freeze_embeddings``) and the lowest
+    ``frozen_layers`` transformer layers stay fixed."""
+    bert = model[0].auto_model
+    frozen = [
+        *([bert.embeddings] if freeze_embeddings or frozen_layers > 0 else []),
+        *bert.encoder.layer[:frozen_layers],
+    ]
+    for module in frozen:
+        module.eval()  # no dropout in a frozen part
+        for param in module.parameters():
+            param.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def adapted_model(

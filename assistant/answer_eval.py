@@ -219,7 +219,9 @@ def coverage_table(bot: Any, dataset: Path = DEFAULT_ANSWER_SETS) -> list[dict[s
 
 
 def add_eval_answers_parser(sub: Any) -> None:
-    p = sub.add_parser("eval-answers", help="answer-level metrics over the answer dev sets")
+    p = sub.add_parser(
+        "eval-answers", help="answer-level metrics (scope, citations, red flags, synthesis) over the answer dev sets"
+    )
     p.add_argument("--dataset", type=Path, default=DEFAULT_ANSWER_SETS, help="folder of answer sets")
     p.add_argument("--output", type=Path, help="write the report as JSON")
     p.add_argument("--calibrate", action="store_true", help="print the coverage features used for abstention")

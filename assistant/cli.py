@@ -16,16 +16,49 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from assistant.arguments import fraction, hits_k, int_in
 from assistant.errors import FormatError, IndexProblem
 
-# name -> (module, parser builder, runner). Modules must import heavy packages lazily.
-EXTERNAL_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "eval-answers": ("assistant.answer_eval", "add_eval_answers_parser", "cmd_eval_answers"),
-    "eval": ("assistant.evaluate", "add_eval_parser", "cmd_eval"),
-    "convert": ("assistant.pubmedqa", "add_convert_parser", "cmd_convert"),
-    "feedback": ("assistant.feedback", "add_feedback_parser", "cmd_feedback"),
-    "ingest": ("assistant.ingest", "add_ingest_parser", "cmd_ingest"),
-    "fetch-pubmed": ("assistant.pubmed", "add_fetch_parser", "cmd_fetch_pubmed"),
+# name -> (module, parser builder, runner, one-line help). Modules must import heavy packages
+# lazily. The help is repeated here so that `--help` lists every command without importing
+# the modules; tests check that each module registers the same line.
+EXTERNAL_COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "eval": (
+        "assistant.evaluate",
+        "add_eval_parser",
+        "cmd_eval",
+        "evaluate the retrievers on a BEIR folder (default: the built-in LBP dev set)",
+    ),
+    "eval-answers": (
+        "assistant.answer_eval",
+        "add_eval_answers_parser",
+        "cmd_eval_answers",
+        "answer-level metrics (scope, citations, red flags, synthesis) over the answer dev sets",
+    ),
+    "convert": (
+        "assistant.pubmedqa",
+        "add_convert_parser",
+        "cmd_convert",
+        "convert an external benchmark (PubMedQA) to a BEIR folder",
+    ),
+    "feedback": (
+        "assistant.feedback",
+        "add_feedback_parser",
+        "cmd_feedback",
+        "export the ratings and comments people gave in the web app",
+    ),
+    "ingest": (
+        "assistant.ingest",
+        "add_ingest_parser",
+        "cmd_ingest",
+        "add references (PubMed XML, MEDLINE/.nbib, RIS, BibTeX, BEIR, topic reprints) to the index",
+    ),
+    "fetch-pubmed": (
+        "assistant.pubmed",
+        "add_fetch_parser",
+        "cmd_fetch_pubmed",
+        "fetch PubMed abstracts (NCBI E-utilities) into a PubMed XML file to ingest",
+    ),
 }
 
 
@@ -66,7 +99,9 @@ def _add_build(sub: Any) -> None:
     _add_index_arg(p)
     p.add_argument("--faiss", choices=("flat", "hnsw", "ivf"), help="FAISS index type (default: flat, exact)")
     p.add_argument(
-        "--chunk-tokens", type=int, help="passage bound in model tokens (default 160, capped at the model limit)"
+        "--chunk-tokens",
+        type=int_in(16, 512),
+        help="passage bound in model tokens (default 160, capped at the model limit)",
     )
     p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
 
@@ -101,9 +136,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _add_search(sub: Any) -> None:
     p = sub.add_parser("search", help="search passages")
     p.add_argument("text", help="the query")
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--k", type=hits_k, default=10, help="hits to return, 1-1000 (default: %(default)s)")
     _add_retriever_args(p)
-    p.add_argument("--mmr", type=float, metavar="LAMBDA", help="diversify with MMR (e.g. 0.7)")
+    p.add_argument("--mmr", type=fraction, metavar="LAMBDA", help="diversify with MMR, 0-1 (e.g. 0.7)")
     p.add_argument("--documents", action="store_true", help="aggregate to documents (best passage)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_index_arg(p)
@@ -145,7 +180,7 @@ def _add_retrieve(sub: Any) -> None:
     p = sub.add_parser("retrieve", help="BEIR queries in, TREC run out (one line per document)")
     p.add_argument("--queries", type=Path, required=True, help="BEIR queries.jsonl ({_id, text} per line)")
     p.add_argument("--output", type=Path, required=True, help="TREC run file to write")
-    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--k", type=hits_k, default=100, help="documents per query, 1-1000 (default: %(default)s)")
     p.add_argument("--tag", help="run tag (default: the retriever name)")
     _add_retriever_args(p)
     _add_index_arg(p)
@@ -263,11 +298,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add, _ in CORE.values():
         add(sub)
-    for name, (module, add_name, _) in EXTERNAL_COMMANDS.items():
+    for name, (module, add_name, _, one_line) in EXTERNAL_COMMANDS.items():
         if only is None or only == name:
             getattr(importlib.import_module(module), add_name)(sub)
         else:
-            sub.add_parser(name, help=f"see: python -m assistant {name} --help", add_help=False)
+            sub.add_parser(name, help=one_line, add_help=False)
     return parser
 
 
@@ -282,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in CORE:
         run = CORE[args.command][1]
     else:
-        module, _, run_name = EXTERNAL_COMMANDS[args.command]
+        module, _, run_name, _ = EXTERNAL_COMMANDS[args.command]
         run = getattr(importlib.import_module(module), run_name)
     try:
         return int(run(args) or 0)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.arguments import float_in, hits_k
 from assistant.beir import ranked, read_qrels, read_queries_with_metadata, write_trec_run
 from assistant.config import PROJECT_ROOT, Settings
 
@@ -600,8 +601,8 @@ def add_eval_parser(sub: Any) -> None:
     p.add_argument("--dataset", type=Path, default=None, help="BEIR folder (default: datasets/lbp-dev)")
     p.add_argument("--split", default=None, help="qrels split (default: dev for lbp-dev, else test)")
     p.add_argument("--retrievers", default=",".join(RETRIEVERS), help="comma-separated (default: %(default)s)")
-    p.add_argument("--k", type=int, default=10, help="cutoff of nDCG/MRR/Recall (default: %(default)s)")
-    p.add_argument("--depth", type=int, default=100, help="hits per query (default: %(default)s)")
+    p.add_argument("--k", type=hits_k, default=10, help="cutoff of nDCG/MRR/Recall (default: %(default)s)")
+    p.add_argument("--depth", type=hits_k, default=100, help="hits per query (default: %(default)s)")
     p.add_argument("--output", type=Path, default=None, help="write the JSON report here")
     p.add_argument("--markdown", type=Path, default=None, help="write the Markdown tables here")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here")
@@ -618,7 +619,12 @@ def add_eval_parser(sub: Any) -> None:
         default="student",
         help="paired test (default: %(default)s)",
     )
-    p.add_argument("--max-p", type=float, default=0.05, help="significance threshold (default: %(default)s)")
+    p.add_argument(
+        "--max-p",
+        type=float_in(0.0, 1.0, low_open=True),
+        default=0.05,
+        help="significance threshold (default: %(default)s)",
+    )
     p.add_argument("--index", type=Path, default=None, help="built-in index folder, for datasets without corpus.jsonl")
     p.add_argument("--corpus", type=Path, default=None, help="corpus folder that index is built from")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import re
@@ -110,7 +111,7 @@ def make_faiss_index(vectors: np.ndarray, kind: str = "flat", params: Mapping[st
 
 def bm25_tokenize(texts: Sequence[str], return_ids: bool = True) -> Any:
     """bm25s tokenization used both for indexing and queries (English stop words, Snowball stems)."""
-    import bm25s
+    bm25s = _bm25s()
 
     return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=return_ids, show_progress=False)
 
@@ -144,9 +145,17 @@ def _stemmer() -> Any:
     return _STEMMER
 
 
-def build_bm25(texts: Sequence[str]) -> Any:
+def _bm25s() -> Any:
+    """The bm25s module, its logger quieted (bm25s sets it to DEBUG, so its "Building index"
+    lines reach any console where the app configured logging)."""
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+def build_bm25(texts: Sequence[str]) -> Any:
+    bm25s = _bm25s()
     retriever = bm25s.BM25(k1=1.2, b=0.75)
     retriever.index(bm25_tokenize(texts), show_progress=False)
     return retriever
@@ -395,9 +404,7 @@ class Index:
                 passages = [Passage.from_dict(json.loads(line)) for line in fh if line.strip()]
             embeddings = np.load(path / EMBEDDINGS, mmap_mode="r")
             faiss_index = faiss.read_index(str(path / FAISS_FILE))
-            import bm25s
-
-            bm25 = bm25s.BM25.load(str(path / BM25_DIR), show_progress=False, verbosity=0)
+            bm25 = _bm25s().BM25.load(str(path / BM25_DIR), show_progress=False, verbosity=0)
             sentences: list[dict[str, Any]] = []
             sentence_embeddings = None
             if (path / SENTENCES).is_file():

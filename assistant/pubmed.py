@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 from xml.parsers import expat
 
+from assistant.arguments import int_in, non_negative_int, positive_float
 from assistant.config import Settings
 
 __all__ = [
@@ -427,9 +428,9 @@ def add_fetch_parser(sub: Any) -> None:
     p.add_argument("--email", help="your email, sent to NCBI as they ask (default: $NCBI_EMAIL)")
     p.add_argument("--api-key", help="NCBI API key: 10 instead of 3 requests/s (default: $NCBI_API_KEY)")
     p.add_argument("--base-url", help=f"E-utilities URL (default: $NCBI_EUTILS_URL or {DEFAULT_EUTILS_URL})")
-    p.add_argument("--batch-size", type=int, help="PMIDs per request, 1-200 (default 100)")
-    p.add_argument("--max-retries", type=int, help="retries on 429/5xx/timeouts (default 5)")
-    p.add_argument("--timeout", type=float, help="seconds to wait for a response (default 30)")
+    p.add_argument("--batch-size", type=int_in(1, 200), help="PMIDs per request, 1-200 (default 100)")
+    p.add_argument("--max-retries", type=non_negative_int, help="retries on 429/5xx/timeouts (default 5)")
+    p.add_argument("--timeout", type=positive_float, help="seconds to wait for a response (default 30)")
     p.add_argument("--index", type=Path, help="index folder for --from-references (default: index/ or $LBP_INDEX)")
     p.add_argument("--corpus", type=Path, help="corpus folder (default: corpus/ or $LBP_CORPUS)")
 

@@ -176,7 +176,7 @@ def add_convert_parser(sub: Any) -> None:
     """Register ``convert`` on an argparse subparsers object."""
     p = sub.add_parser(
         "convert",
-        help="convert an external benchmark to a BEIR folder",
+        help="convert an external benchmark (PubMedQA) to a BEIR folder",
         description="Convert an external benchmark to a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).",
     )
     p.add_argument("format", choices=CONVERTERS, help="source format")

@@ -3,8 +3,9 @@
 - CLI: ``python -m assistant ask|search "..." --index DIR --corpus DIR``; time to the first
   byte of the answer on stdout, and to exit.
 - peer: a new process that imports txtai, loads its saved index and prints a search.
-- app: ``python app.py`` with ``LBP_PORT`` set; time until the port answers HTTP, and until a
-  first ``/ask`` through gradio_client returns (the client is imported beforehand).
+- app: ``python app.py`` with ``LBP_PORT`` set; time until the port answers HTTP, until
+  ``/api/v1/health`` says the index is loaded, until a first ``POST /api/v1/ask`` returns,
+  and until a first ``/ask`` through gradio_client returns (imported beforehand).
 - imports: ``python -X importtime`` of the CLI query path: which heavy packages it loads.
 
 Runs alternate ours and the peer so that a change in machine load hits both.
@@ -13,6 +14,7 @@ Runs alternate ours and the peer so that a change in machine load hits both.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -140,6 +142,8 @@ def app(index: Path, corpus: Path, runs: int, workdir: Path, timeout: float = 30
     except ImportError as exc:
         return {"skipped": f"gradio_client not importable: {exc}"}
     port_s: list[float] = []
+    ready_s: list[float] = []
+    rest_s: list[float] = []
     first_s: list[float] = []
     rss: list[float] = []
     for i in range(runs):
@@ -161,6 +165,15 @@ def app(index: Path, corpus: Path, runs: int, workdir: Path, timeout: float = 30
                 tail = log.read_text(errors="replace")[-1500:]
                 return {"skipped": f"app did not answer on port {port} within {timeout:.0f} s: {tail}"}
             port_s.append(time.perf_counter() - start)
+            if not _wait_http(url + "api/v1/health", proc, start + timeout):
+                return {"skipped": f"the index did not load within {timeout:.0f} s"}
+            ready_s.append(time.perf_counter() - start)
+            body = json.dumps({"question": QUESTION}).encode()
+            request = urllib.request.Request(url + "api/v1/ask", body, {"content-type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                if "answer" not in json.loads(resp.read()):
+                    return {"skipped": "/api/v1/ask returned no answer"}
+            rest_s.append(time.perf_counter() - start)
             client = Client(url, verbose=False)
             result = client.predict(QUESTION, "clinician", None, None, api_name="/ask")
             first_s.append(time.perf_counter() - start)
@@ -174,6 +187,8 @@ def app(index: Path, corpus: Path, runs: int, workdir: Path, timeout: float = 30
                 rss.append(peak)
     return {
         "port_open": summarize_s(port_s),
+        "index_loaded": summarize_s(ready_s),
+        "first_rest_answer": summarize_s(rest_s),
         "first_answer": summarize_s(first_s),
         "peak_rss_mb": round(max(rss), 1) if rss else None,
     }

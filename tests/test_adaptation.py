@@ -193,3 +193,48 @@ def test_a_new_recipe_makes_an_adapted_index_stale(tiny: Settings, monkeypatch: 
     assert staleness(index.manifest, tiny, index.manifest["corpus_hash"]) is None
     monkeypatch.setattr(adaptation, "RECIPE", {**TINY, "epochs": 2})
     assert staleness(index.manifest, tiny, index.manifest["corpus_hash"]) == "the adaptation recipe changed"
+
+
+BUILD_QUIETLY = """
+import dataclasses, json, logging, sys
+from pathlib import Path
+
+# as app.py does: a console handler on the root logger, so any logger left at DEBUG would show
+logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from assistant import adaptation
+from assistant.config import Settings
+from assistant.index import build_index
+from assistant.types import Document, Section
+
+recipe, docs, index_dir, cache = json.loads(sys.argv[1])
+adaptation.MIN_PAIRS = 2
+adaptation.RECIPE = recipe
+docs = [Document(d["doc_id"], d["title"], tuple(Section(**s) for s in d["sections"]), d["metadata"]) for d in docs]
+settings = Settings.from_env(index_dir=Path(index_dir), adapt_cache=Path(cache), adapt=True)
+print(json.dumps(build_index(docs, settings).manifest["adaptation"]))
+"""
+
+
+def test_a_tiny_adapted_build_prints_no_debug_lines_or_deprecation_warnings(tmp_path: Path) -> None:
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+
+    job = [TINY, [dataclasses.asdict(d) for d in DOCS], str(tmp_path / "index"), str(tmp_path / "adapted")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}  # warnings shown, as to a user
+    proc = subprocess.run(
+        [sys.executable, "-c", BUILD_QUIETLY, json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert record["applied"] is True and record["cached"] is False  # the model was really trained here
+    assert "adapting model" in proc.stderr  # stderr is the build's own output
+    assert "deprecated" not in proc.stderr.lower(), proc.stderr
+    assert "DEBUG bm25s" not in proc.stderr, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if " DEBUG " in line] == []

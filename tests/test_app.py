@@ -3,12 +3,13 @@
 Fast tests check the rendering helpers (escaping, ``[n]`` links, highlighting, exports).
 Slow tests start the real app (``python app.py``) on a free port and talk to it the way
 people and programs do: ``gradio_client`` on ``/ask``, ``/search`` and ``/chat``, twenty
-conversations at once, and headless Chromium (the system's, via Playwright) for the page
-itself. Screenshots go to ``artifacts/screenshots/``.
+conversations at once, the REST API (``/api/v1``) with urllib, and headless Chromium (the
+system's, via Playwright) for the page itself. Screenshots go to ``artifacts/screenshots/``.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -40,6 +41,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+SERVER_VARIABLES = ("LBP_USERNAME", "LBP_PASSWORD", "LBP_HOST", "LBP_PORT", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT")
+"""Variables of app.py's address and login: the app under test gets only those a test sets."""
 QUESTION = "Should people with acute low back pain stay active or rest in bed?"
 RED_FLAG = "My back hurts and I have numbness in my groin and I cannot control my bladder"
 PAYLOAD = (
@@ -416,6 +419,89 @@ def test_like_and_comment_append_rows(app_module: Any, fake: FakeAssistant, tmp_
     ]
 
 
+# --------------------------------------------------------------------------- address and login (fast)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, ("127.0.0.1", 7860)),
+        ({"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "8000"}, ("0.0.0.0", 8000)),
+        ({"LBP_HOST": "10.0.0.5", "LBP_PORT": "9000"}, ("10.0.0.5", 9000)),
+        (
+            {"LBP_HOST": "10.0.0.5", "LBP_PORT": "9000", "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "8000"},
+            ("10.0.0.5", 9000),
+        ),
+        ({"LBP_HOST": "", "LBP_PORT": "", "GRADIO_SERVER_NAME": "::", "GRADIO_SERVER_PORT": "8000"}, ("::", 8000)),
+        ({"LBP_HOST": "10.0.0.5", "GRADIO_SERVER_PORT": "8000"}, ("10.0.0.5", 8000)),
+        ({"GRADIO_SERVER_NAME": "0.0.0.0", "LBP_PORT": "9000"}, ("0.0.0.0", 9000)),
+        ({"LBP_PORT": "1"}, ("127.0.0.1", 1)),
+        ({"LBP_PORT": "65535"}, ("127.0.0.1", 65535)),
+    ],
+)
+def test_server_address_prefers_lbp_then_gradio_variables(
+    app_module: Any, environ: dict[str, str], expected: tuple[str, int]
+) -> None:
+    assert app_module.server_address(environ) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"LBP_PORT": "http"}, "LBP_PORT"),
+        ({"LBP_PORT": "0"}, "LBP_PORT"),
+        ({"LBP_PORT": "65536"}, "LBP_PORT"),
+        ({"LBP_PORT": "-1"}, "LBP_PORT"),
+        ({"LBP_PORT": "80.5", "GRADIO_SERVER_PORT": "8000"}, "LBP_PORT"),  # a bad LBP_PORT is not skipped
+        ({"GRADIO_SERVER_PORT": "eighty"}, "GRADIO_SERVER_PORT"),
+        ({"LBP_PORT": "", "GRADIO_SERVER_PORT": "99999"}, "GRADIO_SERVER_PORT"),
+    ],
+)
+def test_a_bad_port_names_its_variable(app_module: Any, environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(ValueError, match=f"^{variable}=.* is not a port number"):
+        app_module.server_address(environ)
+
+
+def test_login_needs_both_user_and_password(app_module: Any) -> None:
+    assert app_module.login({}) is None
+    assert app_module.login({"LBP_USERNAME": "", "LBP_PASSWORD": ""}) is None
+    assert app_module.login({"LBP_USERNAME": "clinic", "LBP_PASSWORD": "s3cret"}) == ("clinic", "s3cret")
+    assert app_module.login({"LBP_USERNAME": "clinic", "LBP_PASSWORD": "s3cret", "GRADIO_USERNAME": "x"}) == (
+        "clinic",
+        "s3cret",
+    )
+    for half in ({"LBP_USERNAME": "clinic"}, {"LBP_PASSWORD": "s3cret"}, {"LBP_USERNAME": "", "LBP_PASSWORD": "s"}):
+        with pytest.raises(ValueError, match="set both LBP_USERNAME and LBP_PASSWORD"):
+            app_module.login(half)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"LBP_PORT": "http"}, "error: LBP_PORT='http' is not a port number"),
+        ({"GRADIO_SERVER_PORT": "0"}, "error: GRADIO_SERVER_PORT='0' is not a port number"),
+        ({"LBP_USERNAME": "clinic"}, "error: set both LBP_USERNAME and LBP_PASSWORD"),
+    ],
+)
+def test_main_refuses_a_bad_port_or_half_a_login(
+    app_module: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    environ: dict[str, str],
+    message: str,
+) -> None:
+    for name in SERVER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    started: list[bool] = []
+    monkeypatch.setattr(app_module.service, "start", lambda: started.append(True))
+    assert app_module.main() == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "Serving on" not in err
+    assert started == []  # nothing was loaded
+
+
 # --------------------------------------------------------------------------- the running app (slow)
 
 
@@ -432,11 +518,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(tmp: Path, **env_extra: str) -> tuple[subprocess.Popen[bytes], Server]:
+def _start(tmp: Path, port_variable: str = "LBP_PORT", **env_extra: str) -> tuple[subprocess.Popen[bytes], Server]:
+    """Start ``python app.py`` on a free port, given in ``port_variable`` (the only port variable set)."""
     port = _free_port()
     server = Server(f"http://127.0.0.1:{port}/", tmp / "feedback.sqlite3", tmp / "app.log")
-    env = {k: v for k, v in os.environ.items() if k not in ("LBP_USERNAME", "LBP_PASSWORD", "LBP_HOST")}
-    env.update({"LBP_PORT": str(port), "LBP_FEEDBACK_DB": str(server.feedback_db), "HF_HUB_OFFLINE": "1"})
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES}
+    env.update({port_variable: str(port), "LBP_FEEDBACK_DB": str(server.feedback_db), "HF_HUB_OFFLINE": "1"})
     env.update(env_extra)
     with server.log.open("wb") as log:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=log)
@@ -444,12 +531,10 @@ def _start(tmp: Path, **env_extra: str) -> tuple[subprocess.Popen[bytes], Server
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"app.py exited with {proc.returncode}:\n{server.log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(server.url + "gradio_api/info", timeout=2):
+        try:  # the server is up at once; health says 200 when the index is loaded
+            with urllib.request.urlopen(server.url + "api/v1/health", timeout=2):
                 return proc, server
-        except urllib.error.HTTPError:  # e.g. 401 behind a login: it is up
-            return proc, server
-        except OSError:
+        except OSError:  # not listening yet, or 503 while the index loads
             time.sleep(0.3)
     proc.kill()
     pytest.fail(f"app.py did not start:\n{server.log.read_text()[-3000:]}")
@@ -487,6 +572,27 @@ def browser() -> Iterator[Any]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+def _request(url: str, body: Any = None, auth: tuple[str, str] | None = None) -> tuple[int, Any, bytes]:
+    """(status, headers, body) of a GET, or of a JSON POST when ``body`` is given; errors too."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def _json(response: tuple[int, Any, bytes]) -> Any:
+    status, headers, body = response
+    assert headers["Content-Type"].startswith("application/json"), (status, body[:200])
+    return json.loads(body)
 
 
 def _markers(text: str) -> set[int]:
@@ -529,6 +635,64 @@ def test_search_endpoint_and_bad_input(client: Any) -> None:
     assert all(h["metadata"]["species"] == "human" for h in hits)
     with pytest.raises(AppError, match="mode must be one of"):
         client.predict(QUESTION, "doctor", None, None, api_name="/ask")
+
+
+@pytest.mark.slow
+def test_rest_ask_gives_the_answer_of_the_cli(server: Server) -> None:
+    response = _request(server.url + "api/v1/ask", {"question": QUESTION})
+    assert response[0] == 200
+    over_http = _json(response)
+    # the CLI on the very index the server answers from
+    index = _json(_request(server.url + "api/v1/health"))["index"]["path"]
+    env = {**os.environ, "LBP_INDEX": index, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "ask", QUESTION, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    from_cli = json.loads(proc.stdout)
+    assert over_http["answer"] == from_cli["answer"] and over_http["answer"]
+    numbers = [c["n"] for c in over_http["citations"]]
+    assert numbers and numbers == [c["n"] for c in from_cli["citations"]]
+    assert _markers(over_http["answer"]) == set(numbers)
+    assert [c["passage_id"] for c in over_http["citations"]] == [c["passage_id"] for c in from_cli["citations"]]
+    assert (over_http["abstained"], over_http["red_flag"], over_http["mode"]) == (False, False, "clinician")
+
+
+@pytest.mark.slow
+def test_rest_health_search_errors_and_schema(server: Server) -> None:
+    response = _request(server.url + "api/v1/health")
+    health = _json(response)
+    assert response[0] == 200 and health["status"] == "ready"
+    assert health["counts"]["documents"] >= 51 and health["counts"]["passages"] > health["counts"]["documents"]
+    assert health["model"]["name"] and health["model"]["dimension"] == 384 and health["index"]["path"]
+
+    response = _request(server.url + "api/v1/search", {"text": "bed rest or staying active", "k": 3})
+    assert response[0] == 200 and [h["rank"] for h in _json(response)] == [1, 2, 3]
+    response = _request(server.url + "api/v1/search", {"text": "bed rest or staying active", "k": 0})
+    error = _json(response)
+    assert response[0] == 400 and error["error"] == "bad_request"
+    assert any(line.startswith("k:") for line in error["detail"]), error
+
+    status, headers, page = _request(server.url + "docs")
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"/openapi.json" in page
+    schema = _json(_request(server.url + "openapi.json"))
+    assert {"/api/v1/ask", "/api/v1/search", "/api/v1/health"} <= set(schema["paths"])
+
+
+@pytest.mark.slow
+def test_gradio_server_port_is_used_when_lbp_port_is_not_set(tmp_path: Path) -> None:
+    proc, srv = _start(tmp_path, port_variable="GRADIO_SERVER_PORT")
+    try:
+        response = _request(srv.url + "api/v1/health")
+        assert response[0] == 200 and _json(response)["status"] == "ready"
+    finally:
+        _stop(proc)
+    assert f"Serving on {srv.url} " in srv.log.read_text()
 
 
 @pytest.mark.slow
@@ -759,6 +923,28 @@ def test_login_from_environment(tmp_path: Path) -> None:
         c = Client(srv.url, auth=("clinic", "s3cret-pass"), verbose=False)
         hits = c.predict("walking", 2, "bm25", None, api_name="/search")
         assert len(hits) == 2
+
+        # the REST API: HTTP Basic with the same credentials; health stays open for probes
+        ask = srv.url + "api/v1/ask"
+        question = {"question": "Is walking good for back pain?"}
+        for auth in (None, ("clinic", "wrong"), ("someone", "s3cret-pass")):
+            response = _request(ask, question, auth=auth)
+            assert response[0] == 401 and _json(response)["error"] == "unauthorized", auth
+            assert response[1]["WWW-Authenticate"].startswith("Basic")
+        response = _request(ask, question, auth=("clinic", "s3cret-pass"))
+        assert response[0] == 200 and _json(response)["citations"]
+        response = _request(srv.url + "api/v1/health")
+        assert response[0] == 200 and _json(response)["status"] == "ready"
     finally:
         _stop(proc)
-    assert "Running on local URL:  http://127.0.0.1:" in srv.log.read_text()
+    assert "Serving on http://127.0.0.1:" in srv.log.read_text()
+
+
+@pytest.mark.slow
+def test_server_log_has_no_debug_lines_or_deprecation_warnings(server: Server) -> None:
+    assert _request(server.url + "api/v1/search", {"text": "walking", "k": 3, "retriever": "bm25"})[0] == 200
+    assert _request(server.url + "api/v1/ask", {"question": "Is yoga good for back pain?", "mode": "patient"})[0] == 200
+    log = server.log.read_text(encoding="utf-8", errors="replace")
+    assert f"Serving on {server.url} " in log  # the log of this server, written to
+    assert [line for line in log.splitlines() if "DEBUG" in line] == []
+    assert "deprecated" not in log.lower()

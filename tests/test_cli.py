@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +148,86 @@ def test_build_and_search_a_beir_folder(tmp_path: Path) -> None:
         run("search", "walking", "--json", "--documents", "--corpus", str(beir), "--index", str(index)).stdout
     )
     assert hits and {h["doc_id"] for h in hits} <= ids
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("search", "yoga", "--k", "-5"), "argument --k: must be a whole number from 1 to 1000, not -5"),
+        (("search", "yoga", "--k", "0"), "argument --k: must be a whole number from 1 to 1000, not 0"),
+        (("search", "yoga", "--k", "1001"), "argument --k: must be a whole number from 1 to 1000, not 1001"),
+        (("search", "yoga", "--k", "abc"), "argument --k: must be a whole number from 1 to 1000, not 'abc'"),
+        (("search", "yoga", "--mmr", "2"), "argument --mmr: must be a number from 0 to 1, not 2"),
+        (("search", "yoga", "--mmr", "nan"), "argument --mmr: must be a number from 0 to 1, not nan"),
+        (("retrieve", "--k", "0"), "argument --k: must be a whole number from 1 to 1000, not 0"),
+        (("eval", "--k", "0"), "argument --k: must be a whole number from 1 to 1000, not 0"),
+        (("eval", "--depth", "0"), "argument --depth: must be a whole number from 1 to 1000, not 0"),
+        (
+            ("fetch-pubmed", "--batch-size", "500"),
+            "argument --batch-size: must be a whole number from 1 to 200, not 500",
+        ),
+        (
+            ("fetch-pubmed", "--max-retries", "-1"),
+            "argument --max-retries: must be a whole number of at least 0, not -1",
+        ),
+        (("fetch-pubmed", "--timeout", "0"), "argument --timeout: must be a number above 0, not 0"),
+        (("build", "--chunk-tokens", "2"), "argument --chunk-tokens: must be a whole number from 16 to 512, not 2"),
+    ],
+)
+def test_bad_numbers_exit_2_naming_the_option(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    # a missing index: a number that got past the parser would fail later, and differently
+    bad = run(*args, index=tmp_path / "no-index", check=False)
+    assert bad.returncode == 2, bad.stderr
+    assert message in bad.stderr
+    assert "Traceback" not in bad.stderr and bad.stdout == ""
+
+
+def _help_text(command: list[str]) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "300"}  # one line per command
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "see: python -m assistant" not in proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def _listed_commands(help_text: str) -> dict[str, str]:
+    """``{command: its help}`` from the ``COMMAND`` section of ``--help``."""
+    section = help_text.split("COMMAND\n", 1)[1].split("\n\n", 1)[0]
+    return dict(re.findall(r"^ {4}(\S+)\s+(.+)$", section, flags=re.MULTILINE))
+
+
+def test_help_lists_every_command_with_its_one_line_help() -> None:
+    from assistant.cli import CORE, EXTERNAL_COMMANDS
+
+    listed = _listed_commands(_help_text([sys.executable, "-m", "assistant", "--help"]))
+    assert list(listed) == [*CORE, *EXTERNAL_COMMANDS]
+    for name, (*_, one_line) in EXTERNAL_COMMANDS.items():
+        assert listed[name] == one_line
+    assert listed["search"] == "search passages" and listed["ask"] == "a cited answer to a question"
+    assert all(listed.values())
+
+
+def test_each_external_command_registers_the_help_listed_in_the_cli() -> None:
+    from assistant.cli import EXTERNAL_COMMANDS, build_parser
+
+    for name, (_, _, _, one_line) in EXTERNAL_COMMANDS.items():
+        parser = build_parser(only=name)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        helps = {a.dest: a.help for a in sub._choices_actions}
+        assert helps[name] == one_line, name
+        # the module's own parser, not the placeholder (no -h, no arguments) of the other commands
+        own = sub.choices[name]
+        assert own.add_help and len(own._actions) > 1, name
+        assert all(
+            not p.add_help and not p._actions for n, p in sub.choices.items() if n in EXTERNAL_COMMANDS and n != name
+        )
+
+
+def test_console_script_help_lists_the_same_commands() -> None:
+    script = Path(sys.executable).parent / "lbp-assistant"
+    if not script.exists():
+        pytest.skip(f"no console script at {script} (pip install -e . installs it)")
+    from_script = _help_text([str(script), "--help"])
+    from_module = _help_text([sys.executable, "-m", "assistant", "--help"])
+    assert _listed_commands(from_script) == _listed_commands(from_module)
+    assert len(_listed_commands(from_script)) >= 11
