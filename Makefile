@@ -33,7 +33,7 @@ format: setup
 	$(BIN)/ruff check --fix assistant tests benchmarks app.py
 	$(BIN)/ruff format assistant tests benchmarks app.py
 
-# The first index build fine-tunes the model (about 2.5 minutes, cached by content): it runs
+# The first index build fine-tunes the model (about 1.5 minutes, cached by content): it runs
 # in the background while the browser installs and the linters run, and the tests use that
 # index (LBP_TEST_INDEX). ranx's metrics run as plain Python in the tests (NUMBA_DISABLE_JIT):
 # numba would spend about two minutes compiling them in a fresh venv for inputs of a few

@@ -157,19 +157,30 @@ def new_conversation() -> tuple[Any, ...]:
 
 
 def index_status() -> tuple[Any, Any]:
-    """The status line (shown while the index builds or when it failed) and whether to keep polling."""
+    """The status line and whether to keep polling: shown while no index is loaded, while the
+    base-model index of a quick start is live (until the adapted one is swapped in), and when
+    loading failed; hidden once the final index is live."""
     health = service.health()
-    if health["status"] == "ready":
-        return gr.update(value="", visible=False), gr.Timer(active=False)
+    stage = webui.esc(health["stage"])
     if health["status"] == "failed":
-        text = f"**The evidence index could not be loaded.** {webui.esc(health['stage'])}"
-        return gr.update(value=text, visible=True), gr.Timer(active=False)
-    seconds = health.get("seconds", 0)
-    text = (
-        f"Preparing the evidence index ({seconds:.0f} s so far; the first start takes about a minute): "
-        f"{webui.esc(health['stage'])}"
-    )
-    return gr.update(value=text, visible=True), gr.Timer(active=True)
+        return gr.update(value=f"**The evidence index could not be loaded.** {stage}", visible=True), gr.Timer(
+            active=False
+        )
+    if health["status"] == "building":
+        text = (
+            f"Preparing the evidence index ({health.get('seconds', 0):.0f} s so far; "
+            f"the first start takes about half a minute): {stage}"
+        )
+        return gr.update(value=text, visible=True), gr.Timer(active=True)
+    if health.get("live") == "base" and service.quick_start and not service.swapped.is_set():
+        text = (
+            "Answering from the base-model index while the index adapted to this corpus is built "
+            "(about 2 minutes on a first run); it replaces this one when ready."
+        )
+        return gr.update(value=text, visible=True), gr.Timer(active=True)
+    if health.get("live") == "base" and "failed" in health["stage"]:
+        return gr.update(value=stage, visible=True), gr.Timer(active=False)
+    return gr.update(value="", visible=False), gr.Timer(active=False)
 
 
 def switch_mode(mode: str) -> tuple[Any, Any]:

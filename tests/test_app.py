@@ -393,6 +393,55 @@ def test_respond_ignores_empty_and_puts_the_question_back_on_failure(app_module:
         list(app_module.respond("Is walking good?", [], "doctor", False, [], [], None))
 
 
+def _stub_assistant(adapted: bool) -> Any:
+    from types import SimpleNamespace
+
+    manifest = {"model": "m", "counts": {"documents": 52}, "adaptation": {"applied": adapted}}
+    return SimpleNamespace(
+        index=SimpleNamespace(path="index", manifest=manifest),
+        retriever=SimpleNamespace(settings=SimpleNamespace(query_encoder="auto")),
+    )
+
+
+def test_status_line_says_which_index_is_live(app_module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from assistant.config import Settings
+    from assistant.service import AssistantService
+
+    loading, building = threading.Event(), threading.Event()
+
+    def loader(settings: Any, log: Any) -> Any:
+        loading.wait(10)
+        return _stub_assistant(settings.adapt)
+
+    def builder(settings: Any) -> int:
+        building.wait(10)
+        return 0
+
+    service = AssistantService(Settings.from_env(index_dir="/nonexistent/index"), loader, builder, quick_start=True)
+    monkeypatch.setattr(app_module, "service", service)
+    monkeypatch.setattr("assistant.service.needs_build", lambda settings: True)
+
+    def status() -> tuple[bool, str, bool]:
+        line, timer = app_module.index_status()
+        return line["visible"], line["value"], timer.active
+
+    service.start()
+    visible, text, polling = status()
+    assert visible and polling and text.startswith("Preparing the evidence index")
+    loading.set()
+    for _ in range(100):
+        if service.ready:
+            break
+        time.sleep(0.02)
+    visible, text, polling = status()
+    assert visible and polling and "Answering from the base-model index" in text
+    building.set()
+    assert service.swapped.wait(10)
+    assert status() == (False, "", False) and service.live == "adapted"
+
+
 def test_like_and_comment_append_rows(app_module: Any, fake: FakeAssistant, tmp_path: Path, monkeypatch: Any) -> None:
     import gradio as gr
 
