@@ -37,6 +37,7 @@ import gradio as gr
 
 from assistant import webui
 from assistant.feedback import Feedback, FeedbackStore, default_feedback_path
+from assistant.limits import MAX_QUESTION_CHARS, LimitError, check_k, check_question, check_request
 from assistant.service import AssistantService, NotReady
 
 log = logging.getLogger("lbp.app")
@@ -80,6 +81,14 @@ def get_assistant() -> Any:
         raise gr.Error(str(exc), title="Not ready yet") from exc
 
 
+def _bounded(check: Any, *args: Any) -> None:
+    """Run a bound of :mod:`assistant.limits`; past it, a Gradio error naming it."""
+    try:
+        check(*args)
+    except LimitError as exc:
+        raise gr.Error(str(exc), title="Request too large") from exc
+
+
 def _mode(mode: str) -> str:
     mode = (mode or "clinician").strip().lower()
     if mode not in MODES:
@@ -110,6 +119,7 @@ def respond(
         yield skip, skip, skip, "", skip, skip
         return
     mode = _mode(mode)
+    _bounded(check_question, question)
     shown = webui.chat_messages(conversation)
     shown.append({"role": "user", "content": webui.render_user(question)})
     yield [*shown, {"role": "assistant", "content": THINKING}], skip, skip, "", skip, skip
@@ -257,6 +267,7 @@ def ask(
     """
     if not (question or "").strip():
         raise gr.Error("question is empty")
+    _bounded(check_request, question.strip(), history, filters)
     answer = get_assistant().ask(question.strip(), history=history or None, mode=_mode(mode), filters=filters or None)
     result: dict[str, Any] = answer.to_dict()
     return result
@@ -269,7 +280,7 @@ def search(
 
     Args:
         text: the query.
-        k: how many passages (1-50).
+        k: how many passages (1-50; others are refused).
         retriever: "hybrid", "dense" or "bm25".
         filters: passage metadata filters, as for /ask.
 
@@ -280,7 +291,10 @@ def search(
         raise gr.Error("text is empty")
     if retriever not in ("hybrid", "dense", "bm25"):
         raise gr.Error(f"retriever must be hybrid, dense or bm25, not {retriever!r}")
-    hits = get_assistant().search(text.strip(), k=max(1, min(int(k), 50)), retriever=retriever, filters=filters or None)
+    _bounded(check_question, text.strip(), "text")
+    _bounded(check_k, int(k))
+    _bounded(check_request, "", None, filters)
+    hits = get_assistant().search(text.strip(), k=int(k), retriever=retriever, filters=filters or None)
     return [h.to_dict() for h in hits]
 
 
@@ -335,6 +349,7 @@ with gr.Blocks(title=webui.APP_TITLE, analytics_enabled=False) as demo:
                     max_lines=6,
                     scale=5,
                     autofocus=True,
+                    max_length=MAX_QUESTION_CHARS,
                     elem_id="lbp-question",
                 )
                 ask_btn = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="lbp-ask")
@@ -443,7 +458,7 @@ def create_server(auth: tuple[str, str] | None = None, host: str = "127.0.0.1", 
     """The FastAPI application: the REST API, with the Gradio UI mounted at ``/``."""
     from assistant.rest import create_api
 
-    api = create_api(service, auth)
+    api = create_api(service, auth, feedback_store)
     return gr.mount_gradio_app(
         api, demo, path="", server_name=host, server_port=port, auth=auth, show_error=True, **UI_OPTIONS
     )

@@ -1,8 +1,8 @@
 """Argument types of the command line: a bad number stops ``argparse`` with exit code 2 and
 a message naming the option (``argument --k: must be a whole number of at least 1, not -5``).
 
-The same bounds serve the REST API (:mod:`assistant.rest`), so that a limit means the same
-wherever a caller meets it.
+The bounds come from :mod:`assistant.limits`, shared with the REST API and the web app, so
+that a limit means the same wherever a caller meets it.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-MAX_K = 1000
-"""The largest number of hits a search or a run may ask for."""
+from assistant.limits import MAX_CLI_K as MAX_K
 
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:

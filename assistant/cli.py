@@ -18,6 +18,7 @@ from typing import Any
 
 from assistant.arguments import fraction, hits_k, int_in
 from assistant.errors import FormatError, IndexProblem
+from assistant.limits import check_filters, check_question, check_request
 
 # name -> (module, parser builder, runner, one-line help). Modules must import heavy packages
 # lazily. The help is repeated here so that `--help` lists every command without importing
@@ -149,6 +150,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from assistant.retrieval import parse_filters
 
     filters = parse_filters(args.filter)
+    check_question(args.text, "the query")
+    check_filters(filters)
     bot = Assistant.load(settings=_settings(args), fusion=args.fusion)
     if args.documents:
         docs = bot.search_documents(args.text, k=args.k, retriever=args.retriever, filters=filters)
@@ -264,6 +267,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     filters = parse_filters(args.filter)
     if args.mode not in ("clinician", "patient"):
         raise ValueError(f"unsupported mode {args.mode!r}: use clinician or patient")
+    check_request(args.question, history, filters)  # past a bound: exit 2, before the index loads
     bot = Assistant.load(settings=_settings(args))
     answer = bot.ask(args.question, history=history, mode=args.mode, filters=filters)
     if args.json:

@@ -6,10 +6,11 @@
                           -> the ``ask --json`` object
     POST /api/v1/search   {"text": ..., "k": 10, "retriever": "hybrid", "filters": {...}}
                           -> the ``search --json`` list
+    POST /api/v1/feedback {"question", "answer", "rating": 1 | -1, "comment", ...} -> 201 {"id"}
     GET  /api/v1/health   -> {"status": "ready" | "building" | "failed", "index", "model", "counts", ...}
 
 Errors are JSON, ``{"error": <kind>, "detail": <message>}``, with a status code: 400 for bad
-input (a malformed body, a value out of bounds, a body larger than :data:`MAX_BODY_BYTES`),
+input (a malformed body, a value past one of the bounds of :mod:`assistant.limits`),
 401 without valid credentials when a login is configured (HTTP Basic, the web app's user
 name and password), 503 while the index is being built (with ``Retry-After``), 500 for a bug
 (logged; the message names no internals). ``health`` needs no login, so load balancers can
@@ -30,25 +31,30 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant import __version__
+from assistant.feedback import Feedback, FeedbackStore
+from assistant.limits import (
+    MAX_BODY_BYTES,
+    MAX_COMMENT_CHARS,
+    MAX_FILTER_CHARS,
+    MAX_FILTER_KEYS,
+    MAX_FILTER_VALUES,
+    MAX_HISTORY_CHARS,
+    MAX_HISTORY_MESSAGES,
+    MAX_MESSAGE_CHARS,
+    MAX_QUESTION_CHARS,
+    MAX_SEARCH_K,
+)
 from assistant.service import AssistantService, NotReady
 
 log = logging.getLogger("lbp.rest")
 
 PREFIX = "/api/v1"
-MAX_BODY_BYTES = 256 * 1024
-MAX_QUESTION_CHARS = 10_000
-"""Longer questions are refused; the answerer itself reads the first 2,000 characters of a
-question and says so in a notice."""
-MAX_HISTORY_MESSAGES = 100
-MAX_MESSAGE_CHARS = 20_000
-MAX_FILTER_KEYS = 10
-MAX_FILTER_VALUES = 20
-MAX_FILTER_CHARS = 100
-MAX_SEARCH_K = 50
+GUARDED_PREFIXES = (PREFIX, "/gradio_api/")
+"""Paths whose request bodies are bounded by :class:`BodyLimit` (the UI's own API included)."""
 RETRY_AFTER_SECONDS = 5
 
 FilterKey = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -79,9 +85,18 @@ class AskRequest(_Body):
     history: list[Message] = Field(
         default_factory=list,
         max_length=MAX_HISTORY_MESSAGES,
-        description="earlier messages of the conversation, oldest first, for follow-ups",
+        description=f"earlier messages of the conversation, oldest first, for follow-ups "
+        f"(at most {MAX_HISTORY_CHARS:,} characters in all)",
     )
     filters: Filters | None = None
+
+    @field_validator("history")
+    @classmethod
+    def _history_size(cls, history: list[Message]) -> list[Message]:
+        total = sum(len(m.content) for m in history)
+        if total > MAX_HISTORY_CHARS:
+            raise ValueError(f"{total:,} characters in all; at most {MAX_HISTORY_CHARS:,} are accepted")
+        return history
 
 
 class SearchRequest(_Body):
@@ -89,6 +104,23 @@ class SearchRequest(_Body):
     k: int = Field(10, ge=1, le=MAX_SEARCH_K, description="how many passages")
     retriever: Literal["hybrid", "dense", "bm25"] = "hybrid"
     filters: Filters | None = None
+
+
+class FeedbackRequest(_Body):
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="the question that was answered")
+    answer: str = Field(min_length=1, max_length=MAX_HISTORY_CHARS, description="the answer that is rated")
+    rating: Literal[1, -1] = Field(description="1: helpful, -1: not helpful")
+    comment: str = Field("", max_length=MAX_COMMENT_CHARS)
+    mode: Literal["clinician", "patient"] = "clinician"
+    citations: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, max_length=100, description="the [n] numbers the answer cited"
+    )
+    session_id: str = Field("api", min_length=1, max_length=100, description="your id of the conversation")
+    turn: int = Field(1, ge=1, le=10_000, description="the answer's number in that conversation")
+
+
+class FeedbackOut(BaseModel):
+    id: int = Field(description="the stored row's id")
 
 
 class _Open(BaseModel):
@@ -217,7 +249,7 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+        if scope["type"] != "http" or not scope["path"].startswith(GUARDED_PREFIXES):
             await self.app(scope, receive, send)
             return
         length = dict(scope.get("headers") or ()).get(b"content-length")
@@ -225,25 +257,45 @@ class BodyLimit:
             await _error(400, "bad_request", TOO_LARGE)(scope, receive, send)
             return
         received = 0
+        started = overflow = replaced = False
 
         async def limited() -> Any:
-            nonlocal received
+            nonlocal received, overflow
             message = await receive()
             if message.get("type") == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    overflow = True
                     raise _TooLarge
             return message
 
-        await self.app(scope, limited, send)
+        async def tracked(message: Any) -> None:
+            nonlocal started, replaced
+            if overflow and not started:  # the app's own reply to the failed read: ours instead
+                if not replaced:
+                    replaced = True
+                    await _error(400, "bad_request", TOO_LARGE)(scope, receive, send)
+                return
+            started = started or message.get("type") == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except _TooLarge:  # a streamed body past the limit, where the app let the error through
+            if started or replaced:
+                raise
+            await _error(400, "bad_request", TOO_LARGE)(scope, receive, send)
 
 
-def create_api(service: AssistantService, auth: tuple[str, str] | None = None) -> FastAPI:
+def create_api(
+    service: AssistantService, auth: tuple[str, str] | None = None, feedback: FeedbackStore | None = None
+) -> FastAPI:
     """The FastAPI application with the ``/api/v1`` routes (mount the UI on it afterwards).
 
     Args:
         service: the assistant, loading or loaded.
-        auth: (user, password): ask and search need HTTP Basic credentials.
+        auth: (user, password): ask, search and feedback need HTTP Basic credentials.
+        feedback: where ``POST /api/v1/feedback`` stores ratings (None: the route answers 404).
     """
     api = FastAPI(
         title="LBP exercise evidence assistant",
@@ -320,6 +372,33 @@ def create_api(service: AssistantService, auth: tuple[str, str] | None = None) -
         """The ``python -m assistant search --json`` list: passages best first, with scores and metadata."""
         hits = service.get().search(body.text, k=body.k, retriever=body.retriever, filters=body.filters or None)
         return JSONResponse([h.to_dict() for h in hits])
+
+    @api.post(
+        f"{PREFIX}/feedback",
+        dependencies=guard,
+        status_code=201,
+        response_model=FeedbackOut,
+        responses=_ERRORS,
+        summary="Rate an answer",
+        tags=["assistant"],
+    )
+    def rate(body: FeedbackRequest) -> FeedbackOut:
+        """Store a rating (and an optional comment) of an answer in the app's feedback table, the
+        same table as the chat's thumbs (``python -m assistant feedback export``). The row is
+        committed before the response: a 201 means it is on disk."""
+        if feedback is None:
+            raise StarletteHTTPException(404, "this server keeps no feedback")
+        row = Feedback(
+            session_id=body.session_id,
+            turn=body.turn,
+            question=body.question,
+            answer=body.answer,
+            mode=body.mode,
+            rating=body.rating,
+            comment=body.comment,
+            citations=[{"n": n} for n in body.citations],
+        )
+        return FeedbackOut(id=feedback.add(row))
 
     @api.get(f"{PREFIX}/health", summary="Status, index, model and counts", tags=["service"])
     def health() -> JSONResponse:

@@ -997,3 +997,126 @@ def test_server_log_has_no_debug_lines_or_deprecation_warnings(server: Server) -
     assert f"Serving on {server.url} " in log  # the log of this server, written to
     assert [line for line in log.splitlines() if "DEBUG" in line] == []
     assert "deprecated" not in log.lower()
+
+
+# --------------------------------------------------------------------------- bounds and faults (slow)
+
+H = {"role": "user", "content": "Is walking good?"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("path", "body", "says"),
+    [
+        ("ask", {"question": "x " * 5001}, "question: String should have at most 10000 characters"),
+        ("ask", {"question": "walking?", "history": [H] * 101}, "history: List should have at most 100 items"),
+        ("ask", {"question": "walking?", "history": [{**H, "content": "x" * 20001}]}, "history.0.content"),
+        ("ask", {"question": "walking?", "history": [{**H, "content": "x" * 19000}] * 6}, "characters in all"),
+        ("ask", {"question": "walking?", "filters": {f"k{i}": ["v"] for i in range(11)}}, "at most 10 items"),
+        ("ask", {"question": "walking?", "filters": {"species": ["human"] * 21}}, "at most 20 items"),
+        ("ask", {"question": "walking?", "filters": {"species": ["h" * 101]}}, "at most 100 characters"),
+        ("search", {"text": "walking", "k": 51}, "k: Input should be less than or equal to 50"),
+        ("search", {"text": "walking", "k": 0}, "k: Input should be greater than or equal to 1"),
+        ("feedback", {"question": "q", "answer": "a", "rating": 1, "comment": "c" * 2001}, "comment: String should"),
+        ("feedback", {"question": "q", "answer": "a", "rating": 5}, "rating: Input should be 1 or -1"),
+    ],
+)
+def test_each_rest_limit_is_a_400_and_the_server_stays_up(server: Server, path: str, body: Any, says: str) -> None:
+    status, _, raw = response = _request(server.url + f"api/v1/{path}", body)
+    assert status == 400, raw[:300]
+    detail = _json(response)["detail"]
+    assert any(says in line for line in detail), detail
+    assert _request(server.url + "api/v1/health")[0] == 200
+
+
+@pytest.mark.slow
+def test_oversized_bodies_are_refused_on_both_apis(server: Server) -> None:
+    import http.client
+
+    host, port = server.url.removeprefix("http://").rstrip("/").split(":")
+    big = b'{"question": "' + b"x" * (300 * 1024) + b'"}'
+    for path in ("/api/v1/ask", "/gradio_api/call/ask"):
+        for chunked in (False, True):
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            headers = {"Content-Type": "application/json"}
+            if chunked:
+                conn.request("POST", path, body=iter([big[i : i + 65536] for i in range(0, len(big), 65536)]),
+                             headers=headers, encode_chunked=True)  # fmt: skip
+            else:
+                conn.request("POST", path, body=big, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            conn.close()
+            assert response.status == 400, (path, chunked, payload[:200])
+            assert b"larger than 256 KB" in payload
+    assert _request(server.url + "api/v1/health")[0] == 200
+
+
+@pytest.mark.slow
+def test_each_gradio_limit_is_an_error_and_the_server_stays_up(client: Any, server: Server) -> None:
+    from gradio_client.exceptions import AppError
+
+    cases = [
+        (("x " * 5001, "clinician", None, None), "/ask", "question has 10,001 characters"),
+        (("walking?", "clinician", [H] * 101, None), "/ask", "history has 101 messages"),
+        (("walking?", "clinician", [{**H, "content": "x" * 20001}], None), "/ask", "history message 0 has"),
+        (("walking?", "clinician", None, {f"k{i}": ["v"] for i in range(11)}), "/ask", "filters has 11 keys"),
+        (("walking", 0, "hybrid", None), "/search", "k must be from 1 to 50, not 0"),
+        (("walking", 51, "hybrid", None), "/search", "k must be from 1 to 50, not 51"),
+        (("walking", 5, "hybrid", {"species": ["h" * 101]}), "/search", "longer than 100 characters"),
+    ]
+    for args, api_name, says in cases:
+        with pytest.raises(AppError, match=re.escape(says)):
+            client.predict(*args, api_name=api_name)
+    assert len(client.predict("walking", 2, "bm25", None, api_name="/search")) == 2
+
+
+@pytest.mark.slow
+def test_no_acknowledged_rating_is_lost_when_the_app_is_killed(tmp_path: Path) -> None:
+    import signal
+    import sqlite3
+    import threading
+
+    proc, srv = _start(tmp_path)
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def rate(client_id: int) -> None:
+        for k in itertools.count():
+            if stop.is_set():
+                return
+            comment = f"client {client_id} rating {k}"
+            body = {"question": "Is walking good?", "answer": "Yes [1].", "rating": 1, "comment": comment}
+            try:
+                status, _, raw = _request(srv.url + "api/v1/feedback", body)
+            except OSError:  # the server died mid-request: not acknowledged
+                return
+            if status == 201:
+                assert json.loads(raw)["id"] >= 1
+                with lock:
+                    acknowledged.append(comment)
+            elif status >= 500 or status == 0:
+                return
+
+    threads = [threading.Thread(target=rate, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    while len(acknowledged) < 100:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-write, with 20 clients rating
+    proc.wait(timeout=10)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    with sqlite3.connect(srv.feedback_db) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    proc, srv = _start(tmp_path)  # the app starts again on the same store and keeps rating
+    try:
+        assert _request(srv.url + "api/v1/feedback", {"question": "q", "answer": "a", "rating": -1})[0] == 201
+    finally:
+        _stop(proc)
+    stored = {r["comment"] for r in FeedbackStore(srv.feedback_db).rows()}
+    missing = [c for c in acknowledged if c not in stored]
+    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged ratings lost: {missing[:3]}"
+    assert len(stored) >= len(acknowledged) + 1

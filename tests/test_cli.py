@@ -231,3 +231,23 @@ def test_console_script_help_lists_the_same_commands() -> None:
     from_module = _help_text([sys.executable, "-m", "assistant", "--help"])
     assert _listed_commands(from_script) == _listed_commands(from_module)
     assert len(_listed_commands(from_script)) >= 11
+
+
+def test_requests_past_a_bound_exit_2_before_loading_the_index(tmp_path: Path) -> None:
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([{"role": "user", "content": "Is walking good?"}] * 101))
+    long_turn = tmp_path / "long.json"
+    long_turn.write_text(json.dumps([{"role": "user", "content": "x" * 20_001}]))
+    missing = tmp_path / "no-index"  # a bound checked late would build an index here first
+    cases = [
+        (("ask", "x" * 10_001), "question has 10,001 characters; at most 10,000 are accepted"),
+        (("ask", "And Pilates?", "--history", str(history)), "history has 101 messages; at most 100"),
+        (("ask", "And Pilates?", "--history", str(long_turn)), "history message 0 has 20,001 characters"),
+        (("ask", "Walking?", *[f"--filter=k{i}=v" for i in range(11)]), "filters has 11 keys; at most 10"),
+        (("search", "walking", "--filter", "species=" + "h" * 101), "longer than 100 characters"),
+        (("search", "w" * 10_001), "the query has 10,001 characters"),
+    ]
+    for args, says in cases:
+        proc = run(*args, "--index", str(missing), check=False)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert not missing.exists()
