@@ -154,9 +154,9 @@ def about_animals(question: str) -> bool:
 # Phases that exclude each other: evidence on one does not answer a question on the other.
 # Prevention studies follow people without back pain, so they do not answer treatment questions.
 _EXCLUDES = {
-    "acute": {"chronic", "recurrent", "prevention"},
+    "acute": {"subacute", "chronic", "recurrent", "prevention"},
     "chronic": {"acute", "prevention"},
-    "subacute": {"prevention"},
+    "subacute": {"acute", "prevention"},
     "recurrent": {"acute"},
 }
 

@@ -156,7 +156,9 @@ def test_asked_phases() -> None:
         (["acute"], ["chronic", "mixed"], False),
         (["chronic"], ["chronic", "prevention"], False),
         (["chronic"], ["subacute"], False),
-        (["acute"], ["subacute"], False),
+        (["acute"], ["subacute"], True),  # post-acute evidence does not answer an acute question
+        (["subacute"], ["acute"], True),
+        (["acute"], ["acute", "subacute"], False),
         (["chronic"], ["recurrent"], False),
         (["acute", "chronic"], ["chronic"], False),
     ],
@@ -274,7 +276,8 @@ def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -
 
 def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
     labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
-    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 13
+    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 16
+    assert {"Endogenous opioids", "Serotonin", "Adenosine", "NMDA receptors"} <= set(labels)
     assert load_outcomes(str(tmp_path / "missing.json")) == ()
 
 
