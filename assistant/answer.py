@@ -634,10 +634,15 @@ class Answerer:
         except LLMError as exc:
             notices.append(f"The language model could not be used ({exc}); showing the extractive answer.")
             return None
-        if result is None or result.problems:
-            problems = "; ".join(result.problems[:3]) if result else "no output"
+        if result is None:
+            notices.append("No source could be given to the language model; showing the extractive answer.")
+            return None
+        if result.problems:
+            more = len(result.problems) - 3
+            why = "; ".join(result.problems[:3]) + (f"; and {more} more" if more > 0 else "")
             notices.append(
-                f"The language model's answer failed validation ({problems}); showing the extractive answer."
+                f"The language model's answer was rejected because it failed validation ({why}); "
+                "showing the extractive answer."
             )
             return None
         used = set(result.used_refs)

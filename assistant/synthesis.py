@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from assistant.corpus import parse_citation_markers
+from assistant.directives import is_instruction
 from assistant.evidence import is_framing, phase_key, sentence_direction, sentence_phases
 from assistant.fusion import aggregate_max, top_k
 from assistant.gaps import QUESTION_WORDS
@@ -260,7 +261,7 @@ class EvidenceGatherer:
                         section=str(rec.get("section") or ""),
                         direction=sentence_direction(text),
                         phases=sentence_phases(text),
-                        framing=is_framing(text),
+                        framing=is_framing(text) or is_instruction(text),  # neither is a finding
                     )
                 )
             self._info[doc_id] = infos
