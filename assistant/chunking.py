@@ -19,7 +19,9 @@ _ABBREVIATIONS = {
     "al", "e.g", "i.e", "vs", "dr", "fig", "no", "approx", "ca", "cf", "etc", "jr", "sr", "st", "mr", "mrs", "ms",
     "prof", "vol", "pp", "eq", "min", "max", "resp",
 }  # fmt: skip
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"”)\]]*\s+(?=[\"“(\[]?[A-Z0-9])")
+# A sentence end: . ! or ? with the closing quotes and brackets after it (group 1, kept
+# with the sentence), then space before what may start a sentence.
+_BOUNDARY = re.compile(r"(?<=[.!?])([\"”)\]]*)\s+(?=[\"“(\[]?[A-Z0-9])")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -39,7 +41,7 @@ def split_sentences(text: str) -> list[str]:
         last_word = before.rsplit(" ", 1)[-1].rstrip(".!?").lower()
         if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]", last_word):
             continue  # "et al. Smith", "J. Clin" are not sentence ends
-        sentences.append(text[start : m.start()].strip())
+        sentences.append(text[start : m.end(1)].strip())
         start = m.end()
     tail = text[start:].strip()
     if tail:
@@ -47,14 +49,43 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+def _split_word(word: str, count: TokenCounter, budget: int) -> list[str]:
+    """Cut a word (a run without spaces: CJK text, a long formula) that alone exceeds the
+    budget between characters into pieces that fit (a single character always makes a
+    piece). Each piece is found by doubling, then halving, its length: O(n log n) counting."""
+    pieces: list[str] = []
+    while len(word) > 1:
+        fits, too_long = 1, 2
+        while too_long <= len(word) and count(word[:too_long]) <= budget:
+            fits, too_long = too_long, 2 * too_long
+        if too_long > len(word):
+            if fits == len(word) or count(word) <= budget:
+                break  # the rest fits
+            too_long = len(word)
+        while too_long - fits > 1:
+            mid = (fits + too_long) // 2
+            if count(word[:mid]) <= budget:
+                fits = mid
+            else:
+                too_long = mid
+        pieces.append(word[:fits])
+        word = word[fits:]
+    return [*pieces, word]
+
+
 def _split_long(sentence: str, count: TokenCounter, budget: int) -> list[str]:
-    """Cut a sentence that alone exceeds the budget into word runs that fit."""
+    """Cut a sentence that alone exceeds the budget into word runs that fit (a word too long
+    by itself is cut between characters)."""
     pieces: list[str] = []
     words: list[str] = []
     for word in sentence.split():
-        if words and count(" ".join([*words, word])) > budget:
+        too_long = count(word) > budget
+        if words and (too_long or count(" ".join([*words, word])) > budget):
             pieces.append(" ".join(words))
             words = []
+        if too_long:
+            *whole, word = _split_word(word, count, budget)
+            pieces.extend(whole)
         words.append(word)
     if words:
         pieces.append(" ".join(words))
@@ -140,6 +171,9 @@ def chunk_document(
     if header_tokens > max_tokens // 2:  # an overlong title must not starve the text
         header = " ".join(header.split()[: max(4, len(header.split()) // 3)])
         header_tokens = count_model_tokens(header)
+        if header_tokens > max_tokens // 2:  # still too long: its first words that fit
+            header = _split_long(header, count_model_tokens, max_tokens // 2)[0]
+            header_tokens = count_model_tokens(header)
     budget = max_tokens - special_tokens - header_tokens - (1 if header else 0)
     base = {k: v for k, v in doc.metadata.items() if k not in ("keywords", "cross_references", "editors")}
     passages: list[Passage] = []

@@ -21,7 +21,7 @@ MAX_HISTORY_TURNS = 50
 
 # Openers that make a message elliptical ("And Pilates?", "What about walking?").
 _FOLLOW_UP_OPENERS = re.compile(
-    r"^(?:and|or|but|also|so|then|ok(?:ay)?|what about|how about|what of|and what about|and how about|"
+    r"^(?:and what about|and how about|and|or|but|also|so|then|ok(?:ay)?|what about|how about|what of|"
     r"same (?:question )?for|what if it'?s|is it the same for|does the same (?:go|hold) for)\b[\s,]*",
     re.IGNORECASE,
 )
@@ -199,10 +199,12 @@ def normalize_history(history: Any) -> list[Turn]:
 
     Accepts ``[{"role": "user"|"assistant", "content": str}, ...]`` as Gradio and OpenAI
     use it; Gradio's multimodal content (a list of ``{"type": "text", "text": ...}`` parts)
-    is joined to text, other parts are ignored; ``system`` messages are skipped.
+    is joined to text (a missing or null text counts as empty), other parts are ignored;
+    ``system`` messages are skipped.
 
     Raises:
-        ValueError: naming the first malformed message.
+        ValueError: naming the first malformed message (not a list, not an object with
+            ``role`` and ``content``, an unknown role, content or a text part that is not text).
     """
     if history is None:
         return []
@@ -216,14 +218,16 @@ def normalize_history(history: Any) -> list[Turn]:
         if role == "system":
             continue
         if role not in ("user", "assistant"):
-            raise ValueError(f"history message {i} has role {role!r}; expected 'user' or 'assistant'")
+            shown = repr(role[:40]) if isinstance(role, str) else f"of type {type(role).__name__}"
+            raise ValueError(f"history message {i} has role {shown}; expected 'user' or 'assistant'")
         content = msg["content"]
         if isinstance(content, (list, tuple)):
-            content = " ".join(
-                str(part.get("text", ""))
-                for part in content
-                if isinstance(part, Mapping) and part.get("type", "text") == "text"
-            )
+            texts = [
+                part.get("text") for part in content if isinstance(part, Mapping) and part.get("type", "text") == "text"
+            ]
+            if not all(text is None or isinstance(text, str) for text in texts):
+                raise ValueError(f"history message {i} has a text part whose text is not a string")
+            content = " ".join(text or "" for text in texts)
         if content is None:
             content = ""
         if not isinstance(content, str):

@@ -72,7 +72,7 @@ def check_filters(filters: Mapping[str, Any] | None) -> None:
     if len(filters) > MAX_FILTER_KEYS:
         raise LimitError(f"filters has {len(filters)} keys; at most {MAX_FILTER_KEYS} are accepted")
     for key, values in filters.items():
-        items = [values] if isinstance(values, str) else list(values or ())
+        items = list(values) if isinstance(values, (list, tuple, set, frozenset)) else [values]
         if len(str(key)) > MAX_FILTER_CHARS:
             raise LimitError(f"filter key {str(key)[:40]!r}... is longer than {MAX_FILTER_CHARS} characters")
         if len(items) > MAX_FILTER_VALUES:

@@ -20,6 +20,7 @@ Hybrid retrieval adds ``prior_weight * prior + phase_weight * phase`` to the fus
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -38,11 +39,17 @@ LOWEST_LEVEL = 5
 
 
 def evidence_prior(metadata: Mapping[str, Any]) -> float:
-    """``(5 - evidence_level) / 4`` clipped to [0, 1]; 0 without a level."""
+    """``(5 - evidence_level) / 4`` clipped to [0, 1]; 0 without a level (or a NaN one)."""
     level = metadata.get("evidence_level")
     if not isinstance(level, int | float) or isinstance(level, bool):
         return 0.0
-    return min(1.0, max(0.0, (LOWEST_LEVEL - float(level)) / (LOWEST_LEVEL - 1)))
+    try:
+        value = float(level)
+    except OverflowError:  # an integer past the float range
+        value = math.inf if level > 0 else -math.inf
+    if math.isnan(value):
+        return 0.0
+    return min(1.0, max(0.0, (LOWEST_LEVEL - value) / (LOWEST_LEVEL - 1)))
 
 
 def query_phases(text: str) -> frozenset[str]:

@@ -53,15 +53,19 @@ def parse_filters(items: Iterable[str]) -> dict[str, list[str]]:
     """``["species=human", "phase=acute,chronic"]`` -> ``{"species": ["human"], "lbp_phase": [...]}``.
 
     Raises:
-        ValueError: for an item without ``=``.
+        ValueError: for an item that is not a string ``key=value`` with a key and at least
+            one non-blank value.
     """
     out: dict[str, list[str]] = {}
     for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"filter {item!r} is not a key=value string")
         key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        if not sep or not key.strip() or not values:
             raise ValueError(f"filter {item!r} is not key=value (e.g. species=human, study_type=Cochrane review)")
         key = FILTER_ALIASES.get(key.strip().lower(), key.strip().lower())
-        out.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+        out.setdefault(key, []).extend(values)
     return out
 
 
@@ -133,20 +137,37 @@ class Retriever:
     def _facet(self, key: str) -> np.ndarray:
         if key not in self._facets:
             values = []
+            known = False
             for p in self.index.passages:
                 v = p.metadata.get(key)
+                known = known or key in p.metadata
                 values.append("|".join(_norm(x) for x in v) if isinstance(v, list) else _norm(v))
-            self._facets[key] = np.array(values, dtype=object)
+            column = np.array(values, dtype=object)
+            if not known:  # a key no passage has (a typo, or hostile input) is not kept
+                return column
+            self._facets[key] = column
         return self._facets[key]
 
     def mask(self, filters: Filters | None) -> np.ndarray | None:
-        """Boolean row mask for metadata filters (values OR within a key, AND across keys)."""
+        """Boolean row mask for metadata filters (values OR within a key, AND across keys).
+
+        Keys are matched stripped and lower-cased (with :data:`FILTER_ALIASES`); a value is a
+        string, a number, or a list of them, compared stripped and lower-cased.
+
+        Raises:
+            ValueError: for a key that is not a string or a value that is an object.
+        """
         if not filters:
             return None
         mask = np.ones(len(self.index), dtype=bool)
         for raw_key, raw_values in filters.items():
-            key = FILTER_ALIASES.get(raw_key.lower(), raw_key.lower())
-            values = [raw_values] if isinstance(raw_values, str) else list(raw_values)
+            if not isinstance(raw_key, str):
+                raise ValueError(f"filter key {raw_key!r} is not a string")
+            if isinstance(raw_values, Mapping):
+                raise ValueError(f"filter {raw_key!r} has an object as its value; give a string or a list")
+            key = FILTER_ALIASES.get(raw_key.strip().lower(), raw_key.strip().lower())
+            single = isinstance(raw_values, str) or not isinstance(raw_values, Iterable)
+            values = [raw_values] if single else list(raw_values)
             wanted = {_norm(v) for v in values}
             column = self._facet(key)
             mask &= np.array([any(w in str(c).split("|") for w in wanted) for c in column], dtype=bool)

@@ -61,3 +61,10 @@ def test_chain_of_follow_ups(encode) -> None:  # type: ignore[no-untyped-def]
     assert standalone_query("What about walking?", history, encode, min_similarity=THRESHOLDS[True].substitution) == (
         "Is walking effective for chronic back pain?"
     )
+
+
+def test_a_two_word_opener_is_removed_whole() -> None:
+    from assistant.conversation import _FOLLOW_UP_OPENERS
+
+    for message in ("And what about inflammatory cytokines?", "and how about yoga?"):
+        assert _FOLLOW_UP_OPENERS.sub("", message).split()[0] in ("inflammatory", "yoga?")
