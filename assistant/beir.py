@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -39,24 +40,40 @@ __all__ = [
 ]
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 # --------------------------------------------------------------------------- reading
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` of each line of a UTF-8 file (a leading BOM dropped).
+
+    Raises:
+        FormatError: on a line that is not UTF-8 (rather than a bare UnicodeDecodeError).
+    """
+    # surrogateescape: a byte that is not UTF-8 becomes a lone surrogate, found per line
+    with path.open(encoding="utf-8", errors="surrogateescape") as f:
+        for lineno, line in enumerate(f, start=1):
+            if bad := _UNDECODED.search(line):
+                raise FormatError(path, lineno, f"not UTF-8 text (character {bad.start() + 1} of the line)")
+            yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
+
+
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSON-lines file."""
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FormatError(path, lineno, f"invalid JSON: {exc.msg}") from exc
-            if not isinstance(obj, dict):
-                raise FormatError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FormatError(path, lineno, f"invalid JSON: {exc.msg}") from exc
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, [[[[... nested too deeply
+            raise FormatError(path, lineno, f"invalid JSON: {type(exc).__name__}: {exc}"[:200]) from exc
+        if not isinstance(obj, dict):
+            raise FormatError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def _record_id(path: Path, lineno: int, obj: Mapping[str, Any]) -> str:
@@ -178,29 +195,28 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     path = Path(path)
     qrels: dict[str, dict[str, int]] = {}
     first = True
-    with path.open(encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            is_first, first = first, False
-            cols = [c.strip() for c in _split_columns(line)]
-            if len(cols) == 3:
-                qid, docid, rel = cols
-            elif len(cols) == 4:
-                qid, _, docid, rel = cols
-            else:
-                raise FormatError(path, lineno, f"expected 3 or 4 columns, got {len(cols)}")
-            if not _is_int(rel):
-                if is_first:
-                    continue  # header, e.g. "query-id corpus-id score"
-                raise FormatError(path, lineno, f"relevance {rel!r} is not an integer")
-            if not qid or not docid:
-                raise FormatError(path, lineno, "empty query or document id")
-            judged = qrels.setdefault(qid, {})
-            if docid in judged:
-                raise FormatError(path, lineno, f"pair ({qid!r}, {docid!r}) judged twice")
-            judged[docid] = int(rel)
+    for lineno, raw in _lines(path):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        is_first, first = first, False
+        cols = [c.strip() for c in _split_columns(line)]
+        if len(cols) == 3:
+            qid, docid, rel = cols
+        elif len(cols) == 4:
+            qid, _, docid, rel = cols
+        else:
+            raise FormatError(path, lineno, f"expected 3 or 4 columns, got {len(cols)}")
+        if not _is_int(rel):
+            if is_first:
+                continue  # header, e.g. "query-id corpus-id score"
+            raise FormatError(path, lineno, f"relevance {rel!r} is not an integer")
+        if not qid or not docid:
+            raise FormatError(path, lineno, "empty query or document id")
+        judged = qrels.setdefault(qid, {})
+        if docid in judged:
+            raise FormatError(path, lineno, f"pair ({qid!r}, {docid!r}) judged twice")
+        judged[docid] = int(rel)
     return qrels
 
 
@@ -213,22 +229,21 @@ def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
     """
     path = Path(path)
     run: dict[str, dict[str, float]] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            cols = line.split()
-            if len(cols) != 6:
-                raise FormatError(path, lineno, f"expected 6 columns, got {len(cols)}")
-            qid, _, docid, _, score, _ = cols
-            try:
-                value = float(score)
-            except ValueError as exc:
-                raise FormatError(path, lineno, f"score {score!r} is not a number") from exc
-            hits = run.setdefault(qid, {})
-            if docid in hits:
-                raise FormatError(path, lineno, f"document {docid!r} listed twice for {qid!r}")
-            hits[docid] = value
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        cols = line.split()
+        if len(cols) != 6:
+            raise FormatError(path, lineno, f"expected 6 columns, got {len(cols)}")
+        qid, _, docid, _, score, _ = cols
+        try:
+            value = float(score)
+        except ValueError as exc:
+            raise FormatError(path, lineno, f"score {score!r} is not a number") from exc
+        hits = run.setdefault(qid, {})
+        if docid in hits:
+            raise FormatError(path, lineno, f"document {docid!r} listed twice for {qid!r}")
+        hits[docid] = value
     return run
 
 

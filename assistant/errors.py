@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def printable(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes) written as ``\\udcxx`` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class FormatError(ValueError):
     """A data file (corpus, queries, qrels, run, reprint, bibliography) is malformed.
 
@@ -15,7 +20,9 @@ class FormatError(ValueError):
         message: what is wrong.
 
     The string form is ``"{path}:{line}: {message}"`` as compilers print it, or
-    ``"{path}: {message}"`` without a line.
+    ``"{path}: {message}"`` without a line. Text that cannot be printed as UTF-8 (lone
+    surrogates, from bytes that were not UTF-8) is shown as ``\\udcxx`` escapes there, so
+    that reporting an error never fails in turn.
     """
 
     def __init__(self, path: str | Path, line: int | str | None, message: str) -> None:
@@ -23,7 +30,7 @@ class FormatError(ValueError):
         self.line = line
         self.message = message
         where = self.path if line in (None, "") else f"{self.path}:{line}"
-        super().__init__(f"{where}: {message}")
+        super().__init__(printable(f"{where}: {message}"))
 
     @property
     def where(self) -> int | str | None:

@@ -13,20 +13,29 @@ Formats, told apart by content rather than file name (:func:`detect_format`):
 
 Every parser works record by record: a malformed record becomes a
 :class:`~assistant.errors.FormatError` naming the file, the line and the record, and the
-records around it are still read. Records without an abstract are kept as citations.
+records around it are still read. The files are split into records here (``<PubmedArticle>``,
+``PMID-`` and blank lines, ``TY  -`` ... ``ER  -``, ``@``, JSON lines, numbered references),
+so a library that gives up (or raises) on one record costs that record only; an exception no
+check foresaw is caught at the record and named with the library, with the exception as the
+error's ``__cause__`` (``benchmarks/fuzz_readers.py`` counts these). Bytes that are not
+UTF-8 cost the record holding them. The only exception that leaves :func:`parse_file`,
+:func:`parse_bytes` and :func:`parse_text` is :class:`~assistant.errors.FormatError`, for a
+file that cannot be read at all. Records without an abstract are kept as citations.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from assistant.corpus import DESIGN_GROUPS, Topic, evidence_level
+from assistant.corpus import DESIGN_GROUPS, ReferenceEntry, Topic, evidence_level
 from assistant.errors import FormatError
 from assistant.types import Document, Section
 
@@ -35,8 +44,10 @@ __all__ = [
     "ParsedFile",
     "Record",
     "TopicRecord",
+    "decode",
     "detect_format",
     "format_citation",
+    "parse_bytes",
     "parse_file",
     "parse_text",
     "record_to_document",
@@ -89,12 +100,20 @@ class TopicRecord:
 
     Attributes:
         topic: the reprint as :func:`assistant.corpus.parse_topic_reprint` reads it; its
-            ``[n]`` markers refer to ``references[n - 1]``.
+            ``[n]`` markers refer to the reference numbered ``n``.
         references: the numbered reference list, in order, as citation-only records.
+        numbers: the number of each reference in the list; empty means 1, 2, 3 ...
+            (a damaged reference left out leaves a gap).
     """
 
     topic: Topic
     references: tuple[Record, ...]
+    numbers: tuple[int, ...] = ()
+
+    def numbered(self) -> list[tuple[int, Record]]:
+        """``(n, record)`` for each reference of the list."""
+        numbers = self.numbers or range(1, len(self.references) + 1)
+        return list(zip(numbers, self.references, strict=True))
 
 
 @dataclass(frozen=True)
@@ -113,35 +132,55 @@ class ParsedFile:
 _MEDLINE_TAG = re.compile(r"^[A-Z][A-Z0-9]{1,3} {0,2}- ", re.MULTILINE)
 _REPRINT_MARKERS = re.compile(r"uptodate|literature review current through|this topic last updated", re.IGNORECASE)
 _REF_LINE = re.compile(r"^\s*(\d+)\.\s+(\S.*)$")
+# What each format's records start with; detection counts them (see detect_format).
+_RECORD_SIGNS = {
+    "pubmed-xml": re.compile(r"<Pubmed(?:Book)?Article(?:Set)?[\s>]"),
+    "beir": re.compile(r"^\{(?:\s*\"|.*\}[ \t\r]*$)", re.MULTILINE),
+    "bibtex": re.compile(r"^[ \t]*@[ \t]*[A-Za-z]+[ \t]*[{(]", re.MULTILINE),
+    "ris": re.compile(r"^TY  - ", re.MULTILINE),
+    "medline": re.compile(r"^PMID- ", re.MULTILINE),
+}
+# Ties go to the first (the order the formats were told apart before they were counted).
+_PRIORITY = ("pubmed-xml", "beir", "bibtex", "ris", "medline", "reprint")
 
 
 def detect_format(text: str, path: str | Path = "<text>") -> str:
     """Tell which of :data:`FORMATS` ``text`` is written in, from its content.
 
+    Each format's record starts are counted (``<PubmedArticle>``, JSON lines, ``@type{``,
+    ``TY  - ``, ``PMID- ``, the numbered references of a reprint) and the format with the
+    most wins, so one damaged or stray record cannot make a file of another format
+    unreadable.
+
     Raises:
         FormatError: when the text matches none of them.
     """
     head = text.lstrip("\ufeff \t\r\n")
+    scores = {fmt: len(sign.findall(text)) for fmt, sign in _RECORD_SIGNS.items()}
+    if not scores["medline"] and not scores["ris"] and _MEDLINE_TAG.match(head) and re.search(r"^TI  - ", head, re.M):
+        scores["medline"] = 1  # MEDLINE records without PMIDs
+    if _REPRINT_MARKERS.search(text):
+        scores["reprint"] = sum(1 for x in text.splitlines() if _REF_LINE.match(x))
+    best = max(_PRIORITY, key=lambda fmt: scores.get(fmt, 0))
+    if scores.get(best, 0):
+        return best
     if head.startswith("<"):
-        if "<PubmedArticleSet" in head[:5000] or "<PubmedArticle>" in head[:5000]:
-            return "pubmed-xml"
         raise FormatError(path, 1, "XML, but not a PubMed <PubmedArticleSet> (efetch output)")
-    if head.startswith("{"):
-        return "beir"
-    if re.match(r"@\s*[A-Za-z]+\s*[{(]", head) or re.search(r"^@[A-Za-z]+\s*\{", head, re.M):
-        return "bibtex"
-    if re.search(r"^TY  - ", head, re.MULTILINE):
-        return "ris"
-    if re.search(r"^(PMID|TI  )- ", head, re.MULTILINE) and _MEDLINE_TAG.match(head):
-        return "medline"
-    if _REPRINT_MARKERS.search(head) and any(_REF_LINE.match(x) for x in head.splitlines()):
-        return "reprint"
     raise FormatError(
         path,
         None,
         "cannot tell the format; expected PubMed XML, MEDLINE/.nbib, RIS, BibTeX, "
         "BEIR corpus.jsonl or an UpToDate-style topic reprint",
     )
+
+
+def decode(data: bytes) -> str:
+    """The text of a file's bytes: UTF-8 without its byte-order mark.
+
+    Bytes that are not UTF-8 become lone surrogates (``surrogateescape``) instead of
+    failing the whole file; the records that hold them are reported and skipped.
+    """
+    return data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
 
 
 def parse_file(path: str | Path, fmt: str | None = None) -> ParsedFile:
@@ -152,14 +191,32 @@ def parse_file(path: str | Path, fmt: str | None = None) -> ParsedFile:
             single records do not raise; they are listed in ``ParsedFile.errors``.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = Path(path).read_bytes()
+    except OSError as exc:
         raise FormatError(path, None, f"cannot read the file: {exc}") from exc
+    return parse_bytes(data, path, fmt)
+
+
+def parse_bytes(data: bytes, path: str | Path = "<bytes>", fmt: str | None = None) -> ParsedFile:
+    """Parse a file's bytes (what :func:`parse_file` does once it has read them).
+
+    Raises:
+        FormatError: if the format cannot be told; nothing else.
+    """
+    text = decode(data)
     return parse_text(text, fmt or detect_format(text, path), path)
 
 
 def parse_text(text: str, fmt: str, path: str | Path = "<text>") -> ParsedFile:
-    """Parse ``text`` written in ``fmt`` (one of :data:`FORMATS`)."""
+    """Parse ``text`` written in ``fmt`` (one of :data:`FORMATS`).
+
+    A record that cannot be read, whatever the reason (the format, the library reading it,
+    text that is not UTF-8), becomes one :class:`FormatError` in ``ParsedFile.errors``
+    naming the file, the line and the record; the records around it are still read.
+
+    Raises:
+        FormatError: only for an unknown ``fmt``.
+    """
     parsers: dict[str, Callable[[str, str], tuple[list[Any], list[FormatError]]]] = {
         "pubmed-xml": _parse_pubmed_xml,
         "medline": _parse_medline,
@@ -350,8 +407,50 @@ def _label(index: int, detail: str = "") -> str:
     return f"record {index}" + (f" ({detail})" if detail else "")
 
 
-def _checked(record: Record, path: str, line: int | None, label: str, errors: list[FormatError]) -> Record | None:
-    """``record`` with its location, or None (and an error) when it has no title."""
+class _BadRecord(Exception):
+    """A record that cannot be used; the message says why, in words."""
+
+
+def _failure(path: str, line: int | None, label: str, exc: Exception, reader: str) -> FormatError:
+    """The error for a record whose reading raised ``exc`` (kept as ``__cause__``).
+
+    :class:`_BadRecord` carries its own words; anything else is an exception of the library
+    (or of this module) that no check foresaw: it is named, with the library, and the
+    record is skipped rather than the file.
+    """
+    if isinstance(exc, _BadRecord):
+        return _record_error(path, line, label, str(exc))
+    if isinstance(exc, RecursionError):
+        message = f"{reader} cannot read this record: it is nested too deeply"
+    else:
+        detail = re.sub(r"\s+", " ", str(exc)).strip()[:120]
+        message = f"{reader} cannot read this record ({type(exc).__name__}{': ' + detail if detail else ''})"
+    error = _record_error(path, line, label, message)
+    error.__cause__ = exc
+    return error
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_utf8(record: Record) -> bool:
+    """Whether a field holds bytes that were not UTF-8 (lone surrogates, see :func:`decode`)."""
+    values = [getattr(record, f.name) for f in fields(Record)]
+    strings = [v for v in values if isinstance(v, str)] + [x for v in values if isinstance(v, tuple) for x in v]
+    return any(_SURROGATE.search(x) for x in strings)
+
+
+def _checked(
+    record: Record, path: str, line: int | None, label: str, errors: list[FormatError], raw: str = ""
+) -> Record | None:
+    """``record`` with its location, or None (and an error) when it is not usable.
+
+    A record whose text (``raw``, as in the file, or its fields) holds bytes that were not
+    UTF-8 is not usable: whatever a reader made of them would be wrong.
+    """
+    if _SURROGATE.search(raw) or _not_utf8(record):
+        errors.append(_record_error(path, line, label, "the text is not valid UTF-8 (save the file as UTF-8)"))
+        return None
     if not record.title:
         detail = f"{label} (PMID {record.pmid})" if record.pmid else label
         what = "no title" + ("" if record.abstract else " and no abstract")
@@ -362,39 +461,75 @@ def _checked(record: Record, path: str, line: int | None, label: str, errors: li
 
 # --------------------------------------------------------------------------- PubMed XML
 
-_DOCTYPE = re.compile(r"<!DOCTYPE\s+(\w+)[^>]*?\"([^\"]+\.dtd)\"\s*>", re.DOTALL)
+_DOCTYPE = re.compile(r"<!DOCTYPE\s+(\w+)[^>]*?\"([^\"<>]+\.dtd)\"\s*>", re.DOTALL)
 _ARTICLE = re.compile(r"<(PubmedArticle|PubmedBookArticle)>.*?</\1>", re.DOTALL)
 
 
-def _local_dtd_doctype(text: str) -> str:
-    """``text`` whose DOCTYPE names a PubMed DTD that Biopython has on disk.
+def _prolog(header: str) -> str:
+    """The XML declaration and DOCTYPE to parse PubMed records with, offline.
 
-    :func:`Bio.Entrez.read` downloads a DTD it does not find locally; a file naming a
-    DTD newer than the installed Biopython (or none at all) is pointed at the newest
-    shipped ``pubmed_*.dtd`` instead, so parsing never touches the network.
+    :func:`Bio.Entrez.read` downloads a DTD it does not find locally. The DTD the file's
+    DOCTYPE (in ``header``, the text before ``<PubmedArticleSet>``) names is kept when
+    Biopython ships it; a newer one, or none at all, becomes the newest shipped
+    ``pubmed_*.dtd``, so parsing never touches the network. The rest of the file's header
+    is not used: a damaged header cannot make its records unreadable.
     """
     from Bio.Entrez.Parser import DataHandler
 
     dirs = [Path(d) for d in (DataHandler.local_dtd_dir, DataHandler.global_dtd_dir) if d]
-    m = _DOCTYPE.search(text[:5000])
-    if m and any((d / Path(m.group(2)).name).exists() for d in dirs):
-        return text
-    newest = max(p.name for p in Path(DataHandler.global_dtd_dir).glob("pubmed_*.dtd"))
-    doctype = (
+    m = _DOCTYPE.search(header[:5000])
+    name = Path(m.group(2)).name if m else ""
+    if not (re.fullmatch(r"[\w.\-]+\.dtd", name) and any((d / name).is_file() for d in dirs)):
+        name = max(p.name for p in Path(DataHandler.global_dtd_dir).glob("pubmed_*.dtd"))
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle//EN" '
-        f'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/{newest}">'
+        f'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/{name}">\n'
     )
-    if m:
-        return text[: m.start()] + doctype + text[m.end() :]
-    decl = re.match(r"\s*<\?xml[^>]*\?>", text)
-    cut = decl.end() if decl else 0
-    return text[:cut] + "\n" + doctype + "\n" + text[cut:].lstrip()
+
+
+def _xml_bytes(xml: str) -> bytes:
+    # Lone surrogates (bytes that were not UTF-8) stay invalid UTF-8, which expat reports.
+    return xml.encode("utf-8", errors="surrogatepass")
+
+
+def _xml_syntax_error(xml: str, first_line: int) -> str | None:
+    """What makes ``xml`` not well-formed (line numbers counted from ``first_line``), or None.
+
+    Plain expat without the DTD: much cheaper than :func:`Bio.Entrez.read`, which loads
+    the DTD on every call, so broken records are told apart before that.
+    """
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate()
+    try:
+        parser.Parse(_xml_bytes(xml), True)
+    except expat.ExpatError as exc:
+        return f"{expat.ErrorString(exc.code)} at line {exc.lineno + first_line - 1}"
+    return None
 
 
 def _entrez_read(xml: str) -> Any:
     from Bio import Entrez
 
-    return Entrez.read(io.BytesIO(_local_dtd_doctype(xml).encode("utf-8")))
+    return Entrez.read(io.BytesIO(_xml_bytes(xml)))
+
+
+def _read_articles(prolog: str, body: str, kinds: Sequence[str]) -> list[Record]:
+    """The records of ``body`` (a ``<PubmedArticleSet>``), in document order.
+
+    Raises:
+        Exception: anything the parser raises, or ``_BadRecord`` when the number or kinds
+            of the articles read are not ``kinds``.
+    """
+    parsed = _entrez_read(prolog + body)
+    articles = [_pubmed_article(a) for a in parsed.get("PubmedArticle", [])]
+    books = [_pubmed_book(b) for b in parsed.get("PubmedBookArticle", [])]
+    if len(articles) != kinds.count("PubmedArticle") or len(books) != len(kinds) - len(articles):
+        raise _BadRecord("the articles read do not match the articles found")
+    # Bio.Entrez lists articles before books: put them back in file order.
+    next_article, next_book = iter(articles), iter(books)
+    return [next(next_article) if kind == "PubmedArticle" else next(next_book) for kind in kinds]
 
 
 def _text_of(value: Any) -> str:
@@ -403,8 +538,10 @@ def _text_of(value: Any) -> str:
 
 def _pubmed_article(article: Mapping[str, Any]) -> Record:
     """A :class:`Record` from one parsed ``PubmedArticle``."""
-    citation = article["MedlineCitation"]
-    art = citation["Article"]
+    citation = article.get("MedlineCitation") or {}
+    art = citation.get("Article")
+    if not art:
+        raise _BadRecord("no <MedlineCitation> with an <Article> in this <PubmedArticle>")
     journal = art.get("Journal", {})
     issue = journal.get("JournalIssue", {})
     date = issue.get("PubDate", {})
@@ -429,7 +566,7 @@ def _pubmed_article(article: Mapping[str, Any]) -> Record:
     pages = pagination.get("MedlinePgn") or "-".join(
         str(pagination[k]) for k in ("StartPage", "EndPage") if pagination.get(k)
     )
-    mesh = [str(h["DescriptorName"]) for h in citation.get("MeshHeadingList", [])]
+    mesh = [str(h["DescriptorName"]) for h in citation.get("MeshHeadingList", []) if h.get("DescriptorName")]
     return Record(
         title=_clean_title(art.get("ArticleTitle") or art.get("VernacularTitle")),
         abstract="\n".join(p for p in parts if p),
@@ -448,7 +585,9 @@ def _pubmed_article(article: Mapping[str, Any]) -> Record:
 
 def _pubmed_book(article: Mapping[str, Any]) -> Record:
     """A :class:`Record` from a ``PubmedBookArticle`` (books and NCBI Bookshelf chapters)."""
-    book = article["BookDocument"]
+    book = article.get("BookDocument")
+    if not book:
+        raise _BadRecord("no <BookDocument> in this <PubmedBookArticle>")
     parts = [_clean_markup(c) for c in book.get("Abstract", {}).get("AbstractText", [])]
     authors = [
         f"{a['LastName']} {a.get('Initials', '')}".strip()
@@ -468,12 +607,6 @@ def _pubmed_book(article: Mapping[str, Any]) -> Record:
     )
 
 
-def _records_of_set(parsed: Mapping[str, Any]) -> list[Record]:
-    return [_pubmed_article(a) for a in parsed.get("PubmedArticle", [])] + [
-        _pubmed_book(b) for b in parsed.get("PubmedBookArticle", [])
-    ]
-
-
 def _article_starts(text: str) -> list[tuple[int, int, str, str]]:
     """``(offset, line, kind, PMID)`` of each ``<PubmedArticle>``/``<PubmedBookArticle>``."""
     pmid_tag = re.compile(r"<PMID[^>]*>\s*(\d+)\s*</PMID>")
@@ -491,43 +624,70 @@ def _xml_problem(exc: Exception) -> str:
 
     if isinstance(exc, ValidationError):
         return f"element <{exc.name}> is not defined by the PubMed DTD"
+    if isinstance(exc, _BadRecord):
+        return str(exc)
     return str(exc) or type(exc).__name__
 
 
 def _parse_pubmed_xml(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
-    """The whole file in one pass; if that fails, article by article so good ones survive."""
+    """The whole file in one pass; if that fails, article by article so good ones survive.
+
+    Article by article: an article that is not closed or not well-formed XML is reported
+    at once; the others are read in one pass again and, if that fails (an element the DTD
+    does not define, say), in halves, down to the article at fault: a few passes for a
+    large file with one bad article, not one per article.
+    """
     errors: list[FormatError] = []
     starts = _article_starts(text)
     if not starts:
         return [], [FormatError(path, None, "no <PubmedArticle> records found")]
-    try:
-        records = _records_of_set(_entrez_read(text))
-    except Exception:
-        records = []
-    if len(records) == len(starts):
-        # _records_of_set lists articles before books: line them up the same way.
-        ordered = sorted(range(len(starts)), key=lambda k: starts[k][2] != "PubmedArticle")
-        kept = [
-            _checked(r, path, starts[k][1], _label(k + 1, f"PMID {starts[k][3]}"), errors)
-            for r, k in zip(records, ordered, strict=True)
-        ]
-        return [r for r in kept if r is not None], errors
-    header = text[: text.find("<PubmedArticleSet")] if "<PubmedArticleSet" in text else ""
-    good: list[Record] = []
-    for i, (start, line, _, pmid) in enumerate(starts, start=1):
-        label = _label(i, f"PMID {pmid}" if pmid else "")
+    set_at = text.find("<PubmedArticleSet")
+    prolog = _prolog(text[: set_at if 0 <= set_at < starts[0][0] else starts[0][0]])
+    labels = [_label(i, f"PMID {pmid}" if pmid else "") for i, (_, _, _, pmid) in enumerate(starts, start=1)]
+    kinds = [kind for _, _, kind, _ in starts]
+
+    def checked(pairs: Iterable[tuple[int, Record]]) -> list[Record]:
+        kept = (_checked(r, path, starts[k][1], labels[k], errors) for k, r in pairs)
+        return [r for r in kept if r is not None]
+
+    if 0 <= set_at < starts[0][0]:
+        body = text[set_at:]
+        if _xml_syntax_error(body, 1) is None:
+            try:
+                return checked(enumerate(_read_articles(prolog, body, kinds))), errors
+            except Exception:  # read them one by one below
+                pass
+    closed: list[tuple[int, str]] = []  # (article index, its XML)
+    for k, (start, line, _, _) in enumerate(starts):
         m = _ARTICLE.match(text, start)
-        end = starts[i][0] if i < len(starts) else len(text)
+        end = starts[k + 1][0] if k + 1 < len(starts) else len(text)
         if m is None or m.end() > end:
-            errors.append(_record_error(path, line, label, "the article is not closed (truncated file?)"))
-            continue
+            errors.append(_record_error(path, line, labels[k], "the article is not closed (truncated file?)"))
+        elif problem := _xml_syntax_error(f"<PubmedArticleSet>{m.group(0)}</PubmedArticleSet>", line):
+            errors.append(_record_error(path, line, labels[k], f"bad PubMed XML: {problem}"))
+        else:
+            closed.append((k, m.group(0)))
+    records: list[tuple[int, Record]] = []
+
+    def read(batch: Sequence[tuple[int, str]]) -> None:
+        """The articles of ``batch`` in one pass; if that fails, each half alone (down to one)."""
+        body = "<PubmedArticleSet>" + "\n".join(xml for _, xml in batch) + "</PubmedArticleSet>"
         try:
-            (record,) = _records_of_set(_entrez_read(f"{header}<PubmedArticleSet>{m.group(0)}</PubmedArticleSet>"))
+            records.extend(
+                zip([k for k, _ in batch], _read_articles(prolog, body, [kinds[k] for k, _ in batch]), strict=True)
+            )
         except Exception as exc:
-            errors.append(_record_error(path, line, label, f"bad PubMed XML: {_xml_problem(exc)}"))
-            continue
-        if (checked := _checked(record, path, line, label, errors)) is not None:
-            good.append(checked)
+            if len(batch) == 1:
+                k = batch[0][0]
+                errors.append(_record_error(path, starts[k][1], labels[k], f"bad PubMed XML: {_xml_problem(exc)}"))
+                return
+            read(batch[: len(batch) // 2])
+            read(batch[len(batch) // 2 :])
+
+    if closed:
+        read(closed)
+    good = checked(records)
+    errors.sort(key=lambda e: e.line if isinstance(e.line, int) else 0)
     return good, errors
 
 
@@ -549,15 +709,35 @@ def _blocks(lines: Sequence[str], is_start: Callable[[str], bool]) -> list[tuple
     return blocks
 
 
-def _parse_medline(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+def _medline_record(block: Sequence[str]) -> Record:
     from Bio import Medline
 
+    m = Medline.read(io.StringIO("\n".join(block) + "\n"))
+    ids = [*str(m.get("LID", "")).split("\n"), *m.get("AID", [])]
+    return Record(
+        title=_clean_title(m.get("TI") or m.get("BTI")),
+        abstract=_clean(m.get("AB")),
+        authors=tuple([*m.get("AU", []), *m.get("CN", [])]),
+        journal=_clean(m.get("TA") or m.get("JT")),
+        year=_year(m.get("DP")),
+        volume=_clean(m.get("VI")),
+        issue=_clean(m.get("IP")),
+        pages=_clean(m.get("PG")),
+        pmid=_clean_pmid(m.get("PMID")),
+        doi=_clean_doi(next((x for x in ids if x.endswith("[doi]")), None)),
+        publication_types=tuple(m.get("PT", [])),
+        mesh=tuple(_mesh_name(t) for t in m.get("MH", [])),
+    )
+
+
+def _parse_medline(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+    """Records split at blank lines and ``PMID-`` lines, each read alone by Bio.Medline."""
     records: list[Record] = []
     errors: list[FormatError] = []
     blocks = _blocks(text.splitlines(), lambda x: x.startswith("PMID-"))
     for i, (line, block) in enumerate(blocks, start=1):
         pmid = next((x[6:].strip() for x in block if x.startswith("PMID-")), "")
-        label = _label(i, f"PMID {pmid}" if pmid else "")
+        label = _label(i, f"PMID {pmid}" if pmid.isdigit() else "")
         bad = next(
             (k for k, x in enumerate(block) if not (_MEDLINE_TAG.match(x) or x.startswith("      "))),
             None,
@@ -566,23 +746,16 @@ def _parse_medline(text: str, path: str) -> tuple[list[Record], list[FormatError
             msg = f"not a MEDLINE line ('TAG - value' or a 6-space continuation): {block[bad][:60]!r}"
             errors.append(_record_error(path, line + bad, label, msg))
             continue
-        m = Medline.read(io.StringIO("\n".join(block) + "\n"))
-        ids = [*str(m.get("LID", "")).split("\n"), *m.get("AID", [])]
-        record = Record(
-            title=_clean_title(m.get("TI") or m.get("BTI")),
-            abstract=_clean(m.get("AB")),
-            authors=tuple([*m.get("AU", []), *m.get("CN", [])]),
-            journal=_clean(m.get("TA") or m.get("JT")),
-            year=_year(m.get("DP")),
-            volume=_clean(m.get("VI")),
-            issue=_clean(m.get("IP")),
-            pages=_clean(m.get("PG")),
-            pmid=_clean_pmid(m.get("PMID")),
-            doi=_clean_doi(next((x for x in ids if x.endswith("[doi]")), None)),
-            publication_types=tuple(m.get("PT", [])),
-            mesh=tuple(_mesh_name(t) for t in m.get("MH", [])),
-        )
-        if (checked := _checked(record, path, line, label, errors)) is not None:
+        if block[0].startswith("      "):
+            msg = "a continuation line with no tag before it (a blank line inside a record?)"
+            errors.append(_record_error(path, line, label, msg))
+            continue
+        try:
+            record = _medline_record(block)
+        except Exception as exc:
+            errors.append(_failure(path, line, label, exc, "Bio.Medline"))
+            continue
+        if (checked := _checked(record, path, line, label, errors, "\n".join(block))) is not None:
             records.append(checked)
     return records, errors
 
@@ -633,6 +806,11 @@ def _ris_record(entry: Mapping[str, Any]) -> Record:
 
 
 def _parse_ris(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+    """Records from each ``TY  -`` line to the first ``ER  -`` after it, each read alone by rispy.
+
+    Lines between an ``ER`` and the next ``TY`` belong to no record and are ignored, as
+    rispy does (rispy would otherwise add them to the record before).
+    """
     import rispy
 
     records: list[Record] = []
@@ -645,11 +823,21 @@ def _parse_ris(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
         block = lines[start : starts[i] if i < len(starts) else len(lines)]
         title = next((x[6:].strip() for x in block if x[:2] in ("TI", "T1")), "")
         label = _label(i, repr(title[:60]) if title else "")
-        if not any(x.startswith("ER  -") for x in block):
+        end = next((k for k, x in enumerate(block) if x.startswith("ER  -")), None)
+        if end is None:
             errors.append(_record_error(path, start + 1, label, "no 'ER  -' line ends this record"))
             continue
-        (entry,) = rispy.loads("\n".join(block) + "\n")
-        if (checked := _checked(_ris_record(entry), path, start + 1, label, errors)) is not None:
+        try:
+            # Tags rispy does not know are not used here; keeping them trips rispy up (a
+            # "UK" tag, its own name for them, then another unknown tag: TypeError).
+            entries = rispy.loads("\n".join(block[: end + 1]) + "\n", skip_unknown_tags=True)
+            if len(entries) != 1:
+                raise _BadRecord(f"rispy read {len(entries)} records here instead of one")
+            record = _ris_record(entries[0])
+        except Exception as exc:
+            errors.append(_failure(path, start + 1, label, exc, "rispy"))
+            continue
+        if (checked := _checked(record, path, start + 1, label, errors, "\n".join(block[: end + 1]))) is not None:
             records.append(checked)
     return records, errors
 
@@ -693,45 +881,102 @@ def _bibtex_record(fields: Mapping[str, Any]) -> Record:
     )
 
 
-def _parse_bibtex(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+_BIB_START = re.compile(r"^[ \t]*@", re.MULTILINE)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a library's logger: its complaints are reported as record errors instead."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _bibtex_library(text: str) -> Any:
     import bibtexparser
     from bibtexparser import middlewares as mw
 
     middleware = [mw.SeparateCoAuthors(), mw.SplitNameParts(), mw.LatexDecodingMiddleware()]
-    library = bibtexparser.parse_string(text, append_middleware=middleware)
-    errors: list[FormatError] = []
+    with _quiet("bibtexparser"):
+        return bibtexparser.parse_string(text, append_middleware=middleware)
+
+
+def _bibtex_entries(library: Any, path: str, offset: int, records: list[Record], errors: list[FormatError]) -> None:
+    """The entries and failed blocks of a parsed library; ``offset`` lines precede its text."""
     for block in library.failed_blocks:
         reason = getattr(block.error, "abort_reason", "") or str(block.error)
         key = getattr(block, "key", None) or "".join(re.findall(r"^@\w+\s*[{(]\s*([^,\s]+)", block.raw or "")[:1])
         label = f"entry {key!r}" if key else "entry"
-        line = (block.start_line or 0) + 1
-        errors.append(_record_error(path, line, label, f"bad BibTeX: {reason or 'unparsable'}"))
-    records: list[Record] = []
+        line = offset + (block.start_line or 0) + 1
+        errors.append(_record_error(path, line, label, f"bad BibTeX: {_clean(reason)[:200] or 'unparsable'}"))
     for entry in library.entries:
-        fields = {key.lower(): value for key, value in entry.fields_dict.items()}
         label = f"entry {entry.key!r}"
-        line = (entry.start_line or 0) + 1
-        if (checked := _checked(_bibtex_record(fields), path, line, label, errors)) is not None:
+        line = offset + (entry.start_line or 0) + 1
+        try:
+            fields = {key.lower(): value for key, value in entry.fields_dict.items()}
+            record = _bibtex_record(fields)
+        except Exception as exc:
+            errors.append(_failure(path, line, label, exc, "bibtexparser"))
+            continue
+        if (checked := _checked(record, path, line, label, errors, entry.raw or "")) is not None:
             records.append(checked)
+
+
+def _parse_bibtex(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
+    """The whole file with bibtexparser; if that raises, each ``@`` block alone."""
+    records: list[Record] = []
+    errors: list[FormatError] = []
+    try:
+        library = _bibtex_library(text)
+    except Exception:
+        library = None
+    if library is not None:
+        _bibtex_entries(library, path, 0, records, errors)
+        return records, errors
+    cuts = [m.start() for m in _BIB_START.finditer(text)]
+    for k, cut in enumerate(cuts):
+        chunk = text[cut : cuts[k + 1] if k + 1 < len(cuts) else len(text)]
+        offset = text.count("\n", 0, cut)
+        try:
+            library = _bibtex_library(chunk)
+        except Exception as exc:
+            key = "".join(re.findall(r"^[ \t]*@\w+\s*[{(]\s*([^,\s]+)", chunk)[:1])
+            errors.append(_failure(path, offset + 1, f"entry {key!r}" if key else "entry", exc, "bibtexparser"))
+            continue
+        _bibtex_entries(library, path, offset, records, errors)
     return records, errors
 
 
 # --------------------------------------------------------------------------- BEIR
 
 
+def _strings(value: Any, name: str) -> tuple[str, ...]:
+    """A metadata list of strings (a single string is a list of one)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return tuple(value)
+    raise _BadRecord(f"'metadata.{name}' must be a string or a list of strings")
+
+
 def _beir_record(obj: Mapping[str, Any]) -> Record:
     meta = obj.get("metadata") or {}
-    authors = meta.get("authors") or []
     return Record(
         title=_clean_title(obj.get("title")),
         abstract=_clean(obj.get("text")),
-        authors=tuple(_author_from_text(a) for a in (authors if isinstance(authors, list) else [authors])),
+        authors=tuple(_author_from_text(a) for a in _strings(meta.get("authors"), "authors")),
         journal=_clean(meta.get("journal")),
         year=_year(meta.get("year")),
         pmid=_clean_pmid(meta.get("pmid")),
         doi=_clean_doi(meta.get("doi")),
-        publication_types=tuple(meta.get("publication_types") or ()),
-        mesh=tuple(meta.get("mesh") or ()),
+        publication_types=_strings(meta.get("publication_types"), "publication_types"),
+        mesh=_strings(meta.get("mesh"), "mesh"),
     )
 
 
@@ -748,10 +993,16 @@ def _parse_beir(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
         except json.JSONDecodeError as exc:
             errors.append(_record_error(path, line, _label(i), f"invalid JSON: {exc.msg}"))
             continue
+        except RecursionError:  # [[[[... deeper than the interpreter's stack
+            errors.append(_record_error(path, line, _label(i), "invalid JSON: nested too deeply"))
+            continue
+        except ValueError as exc:  # e.g. a number of more than 4,300 digits
+            errors.append(_record_error(path, line, _label(i), f"invalid JSON: {exc}"[:200]))
+            continue
         if not isinstance(obj, dict):
             errors.append(_record_error(path, line, _label(i), "expected a JSON object"))
             continue
-        label = _label(i, f"_id {obj.get('_id')!r}")
+        label = _label(i, f"_id {obj.get('_id')!r}"[:80])
         if "_id" not in obj:
             errors.append(_record_error(path, line, label, "missing '_id'"))
             continue
@@ -761,7 +1012,12 @@ def _parse_beir(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
         if not isinstance(obj.get("metadata") or {}, dict):
             errors.append(_record_error(path, line, label, "'metadata' must be a JSON object"))
             continue
-        if (checked := _checked(_beir_record(obj), path, line, label, errors)) is not None:
+        try:
+            record = _beir_record(obj)
+        except Exception as exc:
+            errors.append(_failure(path, line, label, exc, "the BEIR reader"))
+            continue
+        if (checked := _checked(record, path, line, label, errors, raw)) is not None:
             records.append(checked)
     return records, errors
 
@@ -769,23 +1025,55 @@ def _parse_beir(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
 # --------------------------------------------------------------------------- topic reprints
 
 
-def _parse_reprint(text: str, path: str) -> tuple[list[TopicRecord], list[FormatError]]:
-    """A topic reprint, read by :func:`assistant.corpus.parse_topic_reprint` (whole file)."""
-    from assistant.corpus import parse_topic_reprint
-
-    try:
-        topic = parse_topic_reprint(text, source=path)
-    except FormatError as exc:
-        return [], [exc]
-    references = tuple(
-        Record(
-            title=_clean_title(c.title or c.text),
-            authors=tuple(a.strip() for a in c.authors.split(",") if a.strip() not in ("", "et al")),
-            journal=c.journal,
-            year=c.year,
-            citation=c.text,
-            where=f"reference {c.n}",
-        )
-        for c in topic.references
+def _reference_record(c: ReferenceEntry) -> Record:
+    return Record(
+        title=_clean_title(c.title or c.text),
+        authors=tuple(a.strip() for a in c.authors.split(",") if a.strip() not in ("", "et al")),
+        journal=c.journal,
+        year=c.year,
+        citation=c.text,
+        where=f"reference {c.n}",
     )
-    return [TopicRecord(topic, references)], []
+
+
+def _parse_reprint(text: str, path: str) -> tuple[list[TopicRecord | Record], list[FormatError]]:
+    """A topic reprint, read by :func:`assistant.corpus.parse_topic_reprint` (leniently).
+
+    The topic and each reference of its list are records: a damaged reference is left out
+    (and reported) and the others kept; a topic that cannot be read (no title, no body,
+    text that is not UTF-8) is reported and its references are still read, as plain
+    records. A reprint without a numbered reference list is one error.
+    """
+    from assistant.corpus import parse_reference_list, parse_topic_reprint
+
+    problems: list[FormatError] = []
+    topic: Topic | None = None
+    try:
+        topic = parse_topic_reprint(text, source=path, problems=problems)
+        entries = list(topic.references)
+    except FormatError as exc:
+        problems.append(exc)
+        try:
+            entries = parse_reference_list(text, path)[0]
+        except FormatError:
+            entries = []
+    except Exception as exc:
+        return [], [*problems, _failure(path, None, "topic", exc, "the topic reprint reader")]
+    errors = list(problems)
+    references: list[Record] = []
+    numbers: list[int] = []
+    for c in entries:
+        record = _reference_record(c)
+        if _SURROGATE.search(c.text) or _not_utf8(record):
+            errors.append(_record_error(path, None, f"reference {c.n}", "the text is not valid UTF-8"))
+            continue
+        references.append(record)
+        numbers.append(c.n)
+    if topic is None:
+        return list(references), errors
+    editors = [x for role, names in topic.editors.items() for x in (role, *names)]
+    texts = [topic.title, *topic.authors, *editors, *topic.paragraphs, *topic.cross_references]
+    if any(_SURROGATE.search(x) for x in texts):
+        errors.append(_record_error(path, None, "the topic", "its text is not valid UTF-8 (save the file as UTF-8)"))
+        return list(references), errors
+    return [TopicRecord(topic, tuple(references), tuple(numbers))], errors

@@ -44,7 +44,7 @@ __all__ = [
     "same_work",
 ]
 
-_MARKER = re.compile(r"\[(\d+(?:\s*[-–,]\s*\d+)*)\]")
+_MARKER = re.compile(r"\[(\d{1,6}(?:\s*[-–,]\s*\d{1,6})*)\]")
 
 
 def normalize_title(title: str | None) -> str:
@@ -221,29 +221,34 @@ class _Planner:
         return entry
 
 
-def renumber_citations(text: str, numbers: Mapping[int, int]) -> str:
+def renumber_citations(text: str, numbers: Mapping[int, int], drop_unknown: bool = False) -> str:
     """Rewrite ``[n]`` markers (``[1]``, ``[2,3]``, ``[4-6]``) with ``numbers[n]``.
 
     Ranges are expanded, since renumbered references are rarely consecutive; numbers
-    without a mapping are kept as they are.
+    without a mapping are kept as they are, or with ``drop_unknown`` left out (a marker
+    left empty goes, with the space before it): a citation of a reference that is not in
+    the list must not point at whatever the index numbers that way.
     """
 
     def rewrite(m: re.Match[str]) -> str:
         out: list[int] = []
-        for part in re.split(r"\s*,\s*", m.group(1)):
+        for part in re.split(r"\s*,\s*", m.group(2)):
             bounds = [int(x) for x in re.split(r"\s*[-–]\s*", part)]
             is_range = len(bounds) == 2 and 0 <= bounds[1] - bounds[0] < 200  # a typo must not explode
             span = range(bounds[0], bounds[1] + 1) if is_range else bounds
-            out.extend(numbers.get(n, n) for n in span)
-        return "[" + ",".join(str(n) for n in dict.fromkeys(out)) + "]"
+            out.extend(numbers.get(n, n) for n in span if n in numbers or not drop_unknown)
+        if not out:
+            return ""
+        return m.group(1) + "[" + ",".join(str(n) for n in dict.fromkeys(out)) + "]"
 
-    return _MARKER.sub(rewrite, text)
+    return re.sub(r"(\s?)" + _MARKER.pattern, rewrite, text)
 
 
 def _topic_document(item: TopicRecord, numbers: Mapping[int, int], existing_ids: set[str], source: str) -> Document:
     from assistant.corpus import topic_document
 
-    topic = replace(item.topic, paragraphs=tuple(renumber_citations(p, numbers) for p in item.topic.paragraphs))
+    paragraphs = tuple(renumber_citations(p, numbers, drop_unknown=True) for p in item.topic.paragraphs)
+    topic = replace(item.topic, paragraphs=paragraphs)
     slug = re.sub(r"[^a-z0-9]+", "-", topic.title.lower()).strip("-")[:60] or "untitled"
     doc_id = TOPIC_DOC_ID if TOPIC_DOC_ID not in existing_ids else f"topic-{slug}"
     k = 2
@@ -292,7 +297,7 @@ def plan_ingest(parsed: Sequence[ParsedFile], existing: Mapping[str, Mapping[str
             planner.place(record)
         for item in pf.topics:
             source = f"{pf.path} ({pf.format})"
-            numbers = {i: planner.place(ref).n or i for i, ref in enumerate(item.references, start=1)}
+            numbers = {i: planner.place(ref).n or i for i, ref in item.numbered()}
             title_key = normalize_title(item.topic.title)
             if title_key in existing_topics:
                 planner.merges.append(Merge(source, existing_topics[title_key], "title", "already indexed"))
@@ -360,6 +365,9 @@ def ingest_files(
         except FormatError as exc:
             report.errors.append(exc)
             continue
+        except Exception as exc:  # a reader bug must cost this file, not the others (or a traceback)
+            report.errors.append(FormatError(path, None, f"cannot read the file ({type(exc).__name__}: {exc})"))
+            continue
         parsed.append(pf)
         report.errors.extend(pf.errors)
         report.files.append((pf.path, pf.format, len(pf.records) + sum(len(t.references) for t in pf.topics)))
@@ -419,9 +427,28 @@ def add_ingest_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="report what would be added; change nothing")
 
 
+def _print(text: str, file: Any = None) -> None:
+    """Print ``text`` even where it cannot be encoded (undecodable bytes, a narrow console)."""
+    stream = file or sys.stdout
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Run ``ingest``: 0 when every record was read, 1 when some were skipped."""
+    """Run ``ingest``: 0 when every record was added, 1 when some were skipped (and reported),
+    2 when nothing could be read or there is no usable index. Never a traceback.
+    """
     settings = Settings.from_env(index_dir=args.index)
-    report = ingest_files(args.files, settings, dry_run=args.dry_run)
-    print(format_report(report))
+    try:
+        report = ingest_files(args.files, settings, dry_run=args.dry_run)
+    except (FormatError, IndexProblem, OSError) as exc:
+        _print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # each file is written atomically: what was added stays
+        _print(f"error: ingest stopped ({type(exc).__name__}: {exc}); the index keeps what was added", file=sys.stderr)
+        return 2
+    _print(format_report(report))
+    records_read = sum(count for _, _, count in report.files)
+    if report.errors and not records_read:
+        return 2
     return 1 if report.errors else 0

@@ -12,6 +12,7 @@ from assistant.formats import (
     Record,
     detect_format,
     format_citation,
+    parse_bytes,
     parse_file,
     parse_text,
     record_to_document,
@@ -304,3 +305,95 @@ def test_a_record_without_abstract_is_a_citation_document() -> None:
     assert section.text == beliefs.metadata["citation"] == "Fictional qualitative study of beliefs about bending."
     assert beliefs.metadata["has_abstract"] is False
     assert beliefs.metadata["url"] is None
+
+
+# --------------------------------------------------------------------------- one bad record, not a bad file
+
+
+def test_detection_counts_records_so_one_damaged_or_stray_record_cannot_flip_it() -> None:
+    medline = (FIXTURES / "medline.nbib").read_text(encoding="utf-8")
+    assert detect_format("x" + medline) == "medline"  # the first line (record 1) damaged
+    ris = (FIXTURES / "references.ris").read_text(encoding="utf-8")
+    assert detect_format(ris.replace("PY  - 2022\n", "@article{stray,\nPMID- 1\n")) == "ris"
+    xml = (FIXTURES / "pubmed_efetch.xml").read_text(encoding="utf-8")
+    assert detect_format("TY  - " + xml) == "pubmed-xml"  # junk before the XML declaration
+
+
+def test_bytes_that_are_not_utf8_cost_their_record_only() -> None:
+    data = (FIXTURES / "references.ris").read_bytes().replace(b"Lee, Ana B.", b"Lee, Ana \xe9.", 1)
+    pf = parse_bytes(data, "latin1.ris")
+    assert [r.title[:30] for r in pf.records] == ["Fictional systematic review an", "Fictional editorial on core st"]
+    assert str(pf.errors[0]) == (
+        "latin1.ris:12: record 2 ('Fictional pilot study of tai chi for office workers with bac'): "
+        "the text is not valid UTF-8 (save the file as UTF-8)"
+    )
+
+
+def test_a_broken_pubmed_prolog_does_not_cost_the_articles(no_network: None) -> None:
+    text = (FIXTURES / "pubmed_efetch.xml").read_text(encoding="utf-8")
+    broken = text.replace('<?xml version="1.0" ?>', "<?xml version=", 1).replace(
+        "pubmed_250101.dtd", 'pubmed_250101.dtd" [<!ENTITY', 1
+    )
+    pf = parse_text(broken, "pubmed-xml", "prolog.xml")
+    assert (len(pf.records), pf.errors) == (5, ())
+
+
+def test_a_malformed_pubmed_article_is_named_with_its_line(no_network: None) -> None:
+    text = (FIXTURES / "pubmed_efetch.xml").read_text(encoding="utf-8")
+    pf = parse_text(text.replace("<Volume>7</Volume>", "<Volume>7</Vol>", 1), "pubmed-xml", "m.xml")
+    assert [r.pmid for r in pf.records] == ["99000001", "99000003", "99000004", "99000005"]
+    (error,) = pf.errors
+    assert str(error) == "m.xml:61: record 2 (PMID 99000002): bad PubMed XML: mismatched tag at line 68"
+
+
+def test_medline_a_blank_line_inside_a_record() -> None:
+    text = (FIXTURES / "medline.nbib").read_text(encoding="utf-8")
+    broken = text.replace("PT  - Observational Study\n", "PT  - Observational Study\n\n      stray continuation\n")
+    pf = parse_text(broken, "medline", "blank.nbib")
+    assert [r.pmid for r in pf.records] == ["99000001", "99000021", "21041955"]
+    assert "blank.nbib:46: record 3: a continuation line with no tag before it" in str(pf.errors[0])
+
+
+def test_bibtex_reports_bad_entries_without_logging_them(capfd: pytest.CaptureFixture[str]) -> None:
+    parse_file(FIXTURES / "library.bib")
+    assert capfd.readouterr().err == ""
+
+
+def test_beir_metadata_of_the_wrong_type_is_a_record_error() -> None:
+    lines = [
+        '{"_id": "a", "title": "Fictional A", "text": "", "metadata": {"publication_types": "Review"}}',
+        '{"_id": "b", "title": "Fictional B", "text": "", "metadata": {"authors": [1, 2]}}',
+        '{"_id": "c", "title": "Fictional C", "text": "", "metadata": {"year": ' + "9" * 5000 + "}}",
+        "[" * 100_000,
+    ]
+    pf = parse_text("\n".join(lines), "beir", "meta.jsonl")
+    assert [(r.title, r.publication_types) for r in pf.records] == [("Fictional A", ("Review",))]
+    messages = [str(e) for e in pf.errors]
+    assert messages[0] == "meta.jsonl:2: record 2 (_id 'b'): 'metadata.authors' must be a string or a list of strings"
+    assert messages[1].startswith("meta.jsonl:3: record 3: invalid JSON: Exceeds the limit (4300 digits)")
+    assert messages[2] == "meta.jsonl:4: record 4: invalid JSON: nested too deeply"
+    assert not any(e.__cause__ for e in pf.errors)  # foreseen: no library exception caught
+
+
+def test_reprint_with_a_damaged_reference_keeps_the_topic_and_the_others() -> None:
+    text = (FIXTURES / "topic-reprint.txt").read_text(encoding="utf-8")
+    pf = parse_text(text.replace("  2. Testperson", "  9. Testperson"), "reprint", "r.txt")
+    (item,) = pf.topics
+    assert item.numbers == (1, 3)
+    assert [r.title for r in item.references] == [
+        "Exercise therapy for treatment of non-specific low back pain",
+        "Fictional report of a hospital walking club",
+    ]
+    assert [str(e) for e in pf.errors] == [
+        "r.txt:24: reference 9 is out of sequence (expected 2): this reference is left out",
+        "r.txt:11: citation [2] has no entry in the reference list (1-3)",
+        "r.txt:13: citation [2] has no entry in the reference list (1-3)",
+    ]
+    # reference 1 damaged: the list is still found, from 2
+    pf = parse_text(text.replace("  1. Hayden", "  l. Hayden"), "reprint", "r.txt")
+    assert [n for n, _ in pf.topics[0].numbered()] == [2, 3]
+    # no title or body: the references are still records
+    refs_only = text[text.index("  1. Hayden") :]
+    pf = parse_text("UpToDate\n" + refs_only, "reprint", "r.txt")
+    assert (len(pf.records), pf.topics) == (3, ())
+    assert "no body text found" in str(pf.errors[-1])

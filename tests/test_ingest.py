@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +298,38 @@ def test_ingest_refuses_an_index_of_another_model(index_copy: Path) -> None:
 def test_ingest_needs_an_index(tmp_path: Path) -> None:
     with pytest.raises(IndexProblem, match="no index"):
         ingest_files([FIXTURES / "corpus.jsonl"], Settings(index_dir=tmp_path / "nothing"))
+
+
+def _ingest_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m assistant ingest ...`` in a child process, as a user runs it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "assistant", "ingest", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
+
+
+def test_cli_ingest_skips_a_record_that_once_crashed_the_reader(index_copy: Path) -> None:
+    # Bio.Medline raised KeyError('') on record 3 (a blank line inside it): a traceback, nothing added
+    broken = FIXTURES / "crashes" / "medline-continuation-starts-a-block-2.nbib"
+    run = _ingest_command(str(broken), "--index", str(index_copy), "--dry-run")
+    assert run.returncode == 1
+    assert "Traceback" not in run.stdout + run.stderr
+    assert f"{broken}: medline, 3 records read" in run.stdout
+    assert f"{broken}:41: record 3: a continuation line with no tag before it" in run.stdout
+    assert "would add ref-52: Fictional trial of pole walking for chronic low back pain" in run.stdout
+    assert "would add ref-53: Fictional cohort study of gardening and back pain in retirees" in run.stdout
+    assert "would add an abstract to ref-4" in run.stdout  # the record after the broken one
+
+
+def test_cli_ingest_exits_2_when_nothing_could_be_read(index_copy: Path, tmp_path: Path) -> None:
+    only_bad = tmp_path / "only-bad.ris"
+    only_bad.write_text("TY  - JOUR\nTI  - Fictional record without its end tag\n", encoding="utf-8")
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
+    run = _ingest_command(str(only_bad), str(garbage), "--index", str(index_copy), "--dry-run")
+    assert run.returncode == 2
+    assert "Traceback" not in run.stdout + run.stderr
+    assert f"{only_bad}:1: record 1 ('Fictional record without its end tag'): no 'ER  -' line" in run.stdout
+    assert f"{garbage}: cannot tell the format" in run.stdout
+    # one good file among them: the good records are added, the exit status is 1
+    run = _ingest_command(str(only_bad), str(FIXTURES / "corpus.jsonl"), "--index", str(index_copy), "--dry-run")
+    assert run.returncode == 1 and "would add ref-52: Fictional trial of swimming" in run.stdout
