@@ -1,11 +1,11 @@
 """The web app: ``python app.py`` serves a Gradio chat over :meth:`assistant.Assistant.ask`,
-and beside it the REST API of :mod:`assistant.rest` (``/api/v1/ask``, ``/api/v1/search``,
+and beside it the REST API of :mod:`assistant.web.rest` (``/api/v1/ask``, ``/api/v1/search``,
 ``/api/v1/health``, schema at ``/docs``), in one process: FastAPI with the UI mounted on it.
 
 This file only adapts the assistant to Gradio: per-session state, streaming, feedback,
 exports and the Gradio ``/ask`` and ``/search`` endpoints. Rendering lives in
-:mod:`assistant.webui`, ratings in :mod:`assistant.feedback`, loading in
-:mod:`assistant.service`; answers come from the assistant. The server answers at once; the
+:mod:`assistant.web.webui`, ratings in :mod:`assistant.web.feedback`, loading in
+:mod:`assistant.web.service`; answers come from the assistant. The server answers at once; the
 index loads (or, on a first run, builds) in the background, and until it is ready the chat
 says so and the REST API answers 503.
 
@@ -35,10 +35,10 @@ from typing import Any
 
 import gradio as gr
 
-from assistant import webui
-from assistant.feedback import Feedback, FeedbackStore, default_feedback_path
 from assistant.limits import MAX_QUESTION_CHARS, LimitError, check_k, check_question, check_request
-from assistant.service import AssistantService, NotReady
+from assistant.web import webui
+from assistant.web.feedback import Feedback, FeedbackStore, default_feedback_path
+from assistant.web.service import AssistantService, NotReady
 
 log = logging.getLogger("lbp.app")
 
@@ -456,7 +456,7 @@ def login(environ: Any = os.environ) -> tuple[str, str] | None:
 
 def create_server(auth: tuple[str, str] | None = None, host: str = "127.0.0.1", port: int = 7860) -> Any:
     """The FastAPI application: the REST API, with the Gradio UI mounted at ``/``."""
-    from assistant.rest import create_api
+    from assistant.web.rest import create_api
 
     api = create_api(service, auth, feedback_store)
     return gr.mount_gradio_app(

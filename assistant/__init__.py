@@ -25,14 +25,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from assistant.answer import Answer
+    from assistant.answers.answer import Answer
     from assistant.bot import Assistant
     from assistant.config import Settings
     from assistant.types import Document, Hit, Passage
 
 _LAZY = {
     "Assistant": "assistant.bot",
-    "Answer": "assistant.answer",
+    "Answer": "assistant.answers.answer",
     "Settings": "assistant.config",
     "Document": "assistant.types",
     "Passage": "assistant.types",

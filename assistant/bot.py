@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.config import Settings
-from assistant.index import Index, ensure_index
-from assistant.retrieval import Filters, Retriever
+from assistant.search.index import Index, ensure_index
+from assistant.search.retrieval import Filters, Retriever
 from assistant.types import Hit
 
 if TYPE_CHECKING:
-    from assistant.answer import Answer
+    from assistant.answers.answer import Answer
 
 
 class Assistant:
@@ -77,7 +77,7 @@ class Assistant:
         mode: str = "clinician",
         filters: Filters | None = None,
     ) -> Answer:
-        """A grounded, cited answer (see :mod:`assistant.answer`).
+        """A grounded, cited answer (see :mod:`assistant.answers.answer`).
 
         Args:
             question: the user's message.
@@ -90,9 +90,9 @@ class Assistant:
 
     @property
     def answerer(self) -> Any:
-        """The :class:`~assistant.answer.Answerer` (created on first use)."""
+        """The :class:`~assistant.answers.answer.Answerer` (created on first use)."""
         if self._answerer is None:
-            from assistant.answer import Answerer
+            from assistant.answers.answer import Answerer
 
             self._answerer = Answerer(self.retriever, self.settings)
         return self._answerer

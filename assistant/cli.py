@@ -25,37 +25,37 @@ from assistant.limits import check_filters, check_question, check_request
 # the modules; tests check that each module registers the same line.
 EXTERNAL_COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "eval": (
-        "assistant.evaluate",
+        "assistant.evaluation.evaluate",
         "add_eval_parser",
         "cmd_eval",
         "evaluate the retrievers on a BEIR folder (default: the built-in LBP dev set)",
     ),
     "eval-answers": (
-        "assistant.answer_eval",
+        "assistant.evaluation.answer_eval",
         "add_eval_answers_parser",
         "cmd_eval_answers",
         "answer-level metrics (scope, citations, red flags, synthesis) over the answer dev sets",
     ),
     "convert": (
-        "assistant.pubmedqa",
+        "assistant.evaluation.pubmedqa",
         "add_convert_parser",
         "cmd_convert",
         "convert an external benchmark (PubMedQA) to a BEIR folder",
     ),
     "feedback": (
-        "assistant.feedback",
+        "assistant.web.feedback",
         "add_feedback_parser",
         "cmd_feedback",
         "export the ratings and comments people gave in the web app",
     ),
     "ingest": (
-        "assistant.ingest",
+        "assistant.sources.ingest",
         "add_ingest_parser",
         "cmd_ingest",
         "add references (PubMed XML, MEDLINE/.nbib, RIS, BibTeX, BEIR, topic reprints) to the index",
     ),
     "fetch-pubmed": (
-        "assistant.pubmed",
+        "assistant.sources.pubmed",
         "add_fetch_parser",
         "cmd_fetch_pubmed",
         "fetch PubMed abstracts (NCBI E-utilities) into a PubMed XML file to ingest",
@@ -108,8 +108,8 @@ def _add_build(sub: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from assistant.corpus import documents_hash, load_corpus
-    from assistant.index import Index, build_index, ensure_index
+    from assistant.documents.corpus import documents_hash, load_corpus
+    from assistant.search.index import Index, build_index, ensure_index
 
     settings = _settings(args).with_(
         **{k: v for k, v in {"faiss_index": args.faiss, "chunk_tokens": args.chunk_tokens}.items() if v is not None}
@@ -147,7 +147,7 @@ def _add_search(sub: Any) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from assistant.bot import Assistant
-    from assistant.retrieval import parse_filters
+    from assistant.search.retrieval import parse_filters
 
     filters = parse_filters(args.filter)
     check_question(args.text, "the query")
@@ -190,9 +190,9 @@ def _add_retrieve(sub: Any) -> None:
 
 
 def cmd_retrieve(args: argparse.Namespace) -> int:
-    from assistant.beir import read_queries, write_trec_run
     from assistant.bot import Assistant
-    from assistant.retrieval import parse_filters, run_queries
+    from assistant.evaluation.beir import read_queries, write_trec_run
+    from assistant.search.retrieval import parse_filters, run_queries
 
     queries = read_queries(args.queries)
     bot = Assistant.load(settings=_settings(args), fusion=args.fusion)
@@ -215,13 +215,13 @@ def _add_export(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from assistant.corpus import export_beir, load_corpus
+    from assistant.documents.corpus import export_beir, load_corpus
 
     settings = _settings(args)
     docs = load_corpus(settings.corpus_dir)
     extra: list[Any] = []
     if (settings.index_dir / "manifest.json").exists():
-        from assistant.index import Index
+        from assistant.search.index import Index
 
         try:
             extra = Index.load(settings.index_dir).added_documents()
@@ -261,7 +261,7 @@ def _read_history(path: Path | None) -> list[Any] | None:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from assistant.bot import Assistant
-    from assistant.retrieval import parse_filters
+    from assistant.search.retrieval import parse_filters
 
     history = _read_history(args.history)
     filters = parse_filters(args.filter)

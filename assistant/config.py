@@ -71,7 +71,7 @@ class Settings:
             fused passages before the final dense search (0: off).
         prf_weight: weight of the feedback centroid.
         prior_weight: hybrid only: weight of the evidence-strength prior
-            (:mod:`assistant.priors`).
+            (:mod:`assistant.search.priors`).
         phase_weight: hybrid only: weight of the LBP-phase match between question and study.
         query_encoder: ``auto`` (the index's int8 ONNX model, else numpy), ``onnx`` (the same,
             saying why when it falls back), ``numpy`` (no torch) or ``torch``.
@@ -79,9 +79,9 @@ class Settings:
             installed, else torch), ``onnx`` or ``torch``. Part of the build fingerprint; the
             manifest records the backend that ran.
         onnx_cache: folder of the exported ONNX models (default ``$LBP_ONNX_CACHE``, else
-            ``~/.cache/lbp-assistant/onnx``; see :mod:`assistant.onnx_models`).
+            ``~/.cache/lbp-assistant/onnx``; see :mod:`assistant.encoders.onnx_models`).
         adapt: fine-tune the model on the corpus's own plain-language/clinician pairs at
-            build time (:mod:`assistant.adaptation`; corpora with too few pairs keep the base
+            build time (:mod:`assistant.encoders.adaptation`; corpora with too few pairs keep the base
             model). Part of the build fingerprint.
         adapt_cache: folder of adapted models (default ``$LBP_ADAPT_CACHE``, else
             ``~/.cache/lbp-assistant/adapted``).

@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/adaptation_recipes.py --only default,e1-lr5e-5
 
 Each recipe builds the embedded corpus from nothing in a temporary folder (empty adaptation
-cache), then ``assistant.evaluate.run_eval`` scores the dev and held-out test splits of
-datasets/lbp-dev. The recipes change the default (``assistant.adaptation.RECIPE``) in one or
+cache), then ``assistant.evaluation.evaluate.run_eval`` scores the dev and held-out test splits of
+datasets/lbp-dev. The recipes change the default (``assistant.encoders.adaptation.RECIPE``) in one or
 two ways: fewer epochs, a higher learning rate, frozen word embeddings, frozen lower
 transformer layers. Prints a Markdown table; writes JSON (``--output``).
 """
@@ -37,10 +37,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def run_recipe(change: dict[str, Any]) -> dict[str, Any]:
-    from assistant import adaptation
     from assistant.config import Settings
-    from assistant.evaluate import run_eval
-    from assistant.index import ensure_index
+    from assistant.encoders import adaptation
+    from assistant.evaluation.evaluate import run_eval
+    from assistant.search.index import ensure_index
 
     saved = dict(adaptation.RECIPE)
     adaptation.RECIPE.update(change)

@@ -69,7 +69,7 @@ def cmd_hardware(args: argparse.Namespace) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
     from assistant.config import Settings
-    from assistant.fast_encoder import NumpyEncoder
+    from assistant.encoders.fast_encoder import NumpyEncoder
 
     gflops = matmul_gflops()
     with threadpool_limits(1, user_api="blas"):
@@ -83,9 +83,9 @@ def cmd_hardware(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    from assistant.embedding import import_sentence_transformers
-    from assistant.onnx_encoder import available_cores
-    from assistant.onnx_models import load_encoder
+    from assistant.encoders.embedding import import_sentence_transformers
+    from assistant.encoders.onnx_encoder import available_cores
+    from assistant.encoders.onnx_models import load_encoder
 
     st = import_sentence_transformers()(model, device="cpu")  # as the peer (and a torch build) loads it
     onnx_build = load_encoder(model, "fp32", threads=available_cores())  # our build encoder
@@ -142,7 +142,7 @@ def cmd_hardware(args: argparse.Namespace) -> dict[str, Any]:
 
 def _encoded_tokens(texts: Sequence[str], model: str) -> int:
     """Tokens the encoder sees: special tokens included, truncated at the model's limit."""
-    from assistant.embedding import model_tokenizer
+    from assistant.encoders.embedding import model_tokenizer
 
     tok = model_tokenizer(model)
     return sum(min(n + 2, tok.max_seq_length) for n in tok.count_many(texts))
@@ -155,7 +155,7 @@ def _import_build_modules(build_encoder: str) -> list[str]:
 
     names = ["bm25s", "faiss", "Stemmer", "textstat", "tiktoken", "safetensors.numpy"]
     if build_encoder == "torch":
-        from assistant.embedding import import_sentence_transformers
+        from assistant.encoders.embedding import import_sentence_transformers
 
         import_sentence_transformers()
         names.append("sentence_transformers")
@@ -176,8 +176,8 @@ def cmd_build_ours(args: argparse.Namespace) -> dict[str, Any]:
     base = Settings.from_env()
     imported = _import_build_modules(args.build_encoder or base.build_encoder)
 
-    from assistant.corpus import load_corpus
-    from assistant.index import build_index
+    from assistant.documents.corpus import load_corpus
+    from assistant.search.index import build_index
 
     # adapt=False: the peer has no adaptation step, so builds compare the encoding pipeline;
     # the one-off adaptation (cached by content) is measured by benchmarks/domain_adaptation.py

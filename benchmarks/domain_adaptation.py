@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/domain_adaptation.py            # ~4-5 min here (trains once)
 
 Builds the embedded corpus twice in temporary folders, with ``adapt=False`` (the packaged
-all-MiniLM-L6-v2) and ``adapt=True`` (the default: :mod:`assistant.adaptation` fine-tunes it
+all-MiniLM-L6-v2) and ``adapt=True`` (the default: :mod:`assistant.encoders.adaptation` fine-tunes it
 on the corpus's own plain-language/clinician pairs; nothing from the evaluation set is
 used), with an empty adaptation cache so that training is timed, then runs
-``assistant.evaluate.run_eval`` on the dev and held-out test splits and prints nDCG@10
+``assistant.evaluation.evaluate.run_eval`` on the dev and held-out test splits and prints nDCG@10
 overall and by phrasing. Each index gets the retrieval weights measured for its kind
 (``assistant.config.RETRIEVAL_DEFAULTS``). Results also go to a JSON file.
 """
@@ -43,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from assistant.config import Settings
-    from assistant.evaluate import run_eval
-    from assistant.index import ensure_index
+    from assistant.evaluation.evaluate import run_eval
+    from assistant.search.index import ensure_index
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="lbp-adapt-") as tmp:

@@ -62,7 +62,7 @@ QUESTIONS = [
 # a first query; the parent adds interpreter start-up from the process wall clock.
 _NUMPY_CHILD = """
 import time; t0 = time.perf_counter()
-from assistant.fast_encoder import NumpyEncoder
+from assistant.encoders.fast_encoder import NumpyEncoder
 t1 = time.perf_counter()
 encoder = NumpyEncoder.from_model_dir({model!r})
 t2 = time.perf_counter()
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.model = str(get_model_path())
 
     sys.path.insert(0, str(REPO_ROOT))
-    from assistant.fast_encoder import NumpyEncoder
+    from assistant.encoders.fast_encoder import NumpyEncoder
 
     print(f"cpus {os.cpu_count()}, load average at start {os.getloadavg()[0]:.2f}")
     print("\ncold start in a fresh subprocess (seconds; median of runs)")

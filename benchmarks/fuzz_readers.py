@@ -6,8 +6,8 @@ byte ranges deleted, duplicated or replaced, separators inserted (newlines, blan
 invalid UTF-8, single random bytes, whole lines dropped or doubled, the file cut short, and
 up to three of these at once. Each mutant goes through what ``python -m assistant ingest``
 runs before it touches the index: format detection and parsing
-(:func:`assistant.formats.parse_bytes`) and planning the documents
-(:func:`assistant.ingest.plan_ingest`, which calls ``record_to_document`` and renumbers
+(:func:`assistant.sources.formats.parse_bytes`) and planning the documents
+(:func:`assistant.sources.ingest.plan_ingest`, which calls ``record_to_document`` and renumbers
 topic citations), and every string a record or an error holds must be printable as UTF-8.
 
 Counted per format:
@@ -50,8 +50,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from assistant.errors import FormatError  # noqa: E402
-from assistant.formats import ParsedFile, Record, parse_bytes  # noqa: E402
-from assistant.ingest import plan_ingest  # noqa: E402
+from assistant.sources.formats import ParsedFile, Record, parse_bytes  # noqa: E402
+from assistant.sources.ingest import plan_ingest  # noqa: E402
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "ingest"
 # The fixtures and the format each is written in.

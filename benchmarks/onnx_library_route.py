@@ -3,9 +3,9 @@
 Library route (the draft module ``library_export.py``, default /tmp/onnx_library/): float32
 ``torch.onnx.export`` of the transformer, then ``onnxruntime.transformers.optimizer`` (BERT
 fusion), then ``onnxruntime.quantization`` for the query graph (dynamic; static calibrated on
-``assistant.onnx_export.CALIBRATION_TEXTS``; each also with the feed-forward output
-projections kept in float32). Hand-written route: ``assistant.onnx_models._export`` (what the
-cache writes), i.e. :mod:`assistant.onnx_export`.
+``assistant.encoders.onnx_export.CALIBRATION_TEXTS``; each also with the feed-forward output
+projections kept in float32). Hand-written route: ``assistant.encoders.onnx_models._export`` (what the
+cache writes), i.e. :mod:`assistant.encoders.onnx_export`.
 
 For the packaged base model and the index's adapted model (``index/model``, read only), it
 measures:
@@ -18,8 +18,8 @@ measures:
 - cosine of every graph's vectors to sentence-transformers (torch, float32): the dev queries
   one by one and ``--passages`` index passages in batches of 16;
 - retrieval (adapted model, the index it made): nDCG@10 dense and hybrid on the lbp-dev dev
-  and test splits through ``assistant.evaluate.run_eval``, on a copy of the index, with
-  ``assistant.onnx_models.load_encoder`` replaced so the query encoder is the graph under test
+  and test splits through ``assistant.evaluation.evaluate.run_eval``, on a copy of the index, with
+  ``assistant.encoders.onnx_models.load_encoder`` replaced so the query encoder is the graph under test
   (the hand-written int8 graph goes through the unpatched path, into a temporary cache).
 
 Prints one Markdown table and writes artifacts/onnx/library_route.json.
@@ -103,8 +103,8 @@ def child_export(route: str, model: str, out_dir: Path, library_module: Path, ex
         import onnxruntime
         import safetensors.numpy  # noqa: F401
 
-        from assistant.fast_encoder import ModelFolder
-        from assistant.onnx_models import _export
+        from assistant.encoders.fast_encoder import ModelFolder
+        from assistant.encoders.onnx_models import _export
 
         timings["import"] = time.perf_counter() - start
         folder = ModelFolder.read(model)
@@ -121,8 +121,8 @@ def child_export(route: str, model: str, out_dir: Path, library_module: Path, ex
         import torch  # noqa: F401
         import transformers  # noqa: F401
 
-        from assistant.fast_encoder import ModelFolder
-        from assistant.onnx_export import CALIBRATION_TEXTS
+        from assistant.encoders.fast_encoder import ModelFolder
+        from assistant.encoders.onnx_export import CALIBRATION_TEXTS
 
         lib = load_library_module(library_module)
         timings["import"] = time.perf_counter() - start
@@ -264,9 +264,9 @@ def graph_facts(data: bytes) -> dict[str, Any]:
 def measure_model(
     tag: str, model_path: str, graphs: dict[str, bytes], queries: Sequence[str], passages: Sequence[str], args: Any
 ) -> dict[str, Any]:
-    from assistant.embedding import SentenceTransformerEncoder
-    from assistant.fast_encoder import ModelFolder
-    from assistant.onnx_encoder import OnnxEncoder, available_cores
+    from assistant.encoders.embedding import SentenceTransformerEncoder
+    from assistant.encoders.fast_encoder import ModelFolder
+    from assistant.encoders.onnx_encoder import OnnxEncoder, available_cores
 
     folder = ModelFolder.read(model_path)
     sample = list(passages[:: max(1, len(passages) // args.passages)][: args.passages])
@@ -310,11 +310,11 @@ def measure_model(
 
 @contextlib.contextmanager
 def injected_query_graph(data: bytes | None) -> Iterator[None]:
-    """``assistant.onnx_models.load_encoder`` returns an encoder of ``data`` for ``query-int8``
+    """``assistant.encoders.onnx_models.load_encoder`` returns an encoder of ``data`` for ``query-int8``
     (None: the project's own function, unchanged)."""
-    import assistant.onnx_models as onnx_models
-    from assistant.fast_encoder import ModelFolder
-    from assistant.onnx_encoder import OnnxEncoder
+    import assistant.encoders.onnx_models as onnx_models
+    from assistant.encoders.fast_encoder import ModelFolder
+    from assistant.encoders.onnx_encoder import OnnxEncoder
 
     original = onnx_models.load_encoder
     calls: list[str] = []
@@ -338,7 +338,7 @@ def injected_query_graph(data: bytes | None) -> Iterator[None]:
 @contextlib.contextmanager
 def index_as_built() -> Iterator[None]:
     """``ensure_index`` loads the index folder as it is (never rebuilds it)."""
-    import assistant.index as index_module
+    import assistant.search.index as index_module
 
     original = index_module.ensure_index
     index_module.ensure_index = lambda settings, *a, **k: index_module.Index.load(Path(settings.index_dir))
@@ -351,10 +351,10 @@ def index_as_built() -> Iterator[None]:
 def retrieval(graphs: dict[str, bytes], work: Path) -> dict[str, Any]:
     """nDCG@10 dense and hybrid, dev and test, per query encoder, on a copy of the index."""
     from assistant.config import Settings
-    from assistant.embedding import load_query_encoder
-    from assistant.evaluate import run_eval
-    from assistant.index import Index, documents_hash, load_corpus, staleness
-    from assistant.onnx_encoder import OnnxEncoder
+    from assistant.encoders.embedding import load_query_encoder
+    from assistant.encoders.onnx_encoder import OnnxEncoder
+    from assistant.evaluation.evaluate import run_eval
+    from assistant.search.index import Index, documents_hash, load_corpus, staleness
 
     index_copy = work / "index"
     shutil.copytree(INDEX_DIR, index_copy)

@@ -2,7 +2,7 @@
 
 - ``lbp``: the embedded corpus (``corpus/``), as shipped.
 - ``pubmedqa``: the PubMedQA PQA-L abstracts (``../shared/benchmarks/pubmedqa/ori_pqal.json``),
-  as a BEIR folder written by ``assistant.pubmedqa`` (or, if that module is unavailable, by
+  as a BEIR folder written by ``assistant.evaluation.pubmedqa`` (or, if that module is unavailable, by
   joining each entry's CONTEXTS here), optionally cut to the first ``n`` abstracts.
 
 Questions: every question of ``datasets/lbp-dev/answers/*.jsonl`` (in scope, ordinary,
@@ -89,12 +89,12 @@ def write_pubmedqa_beir(out_dir: Path, limit: int | None = None) -> tuple[Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     questions = [str(e["QUESTION"]) for e in entries.values()]
     try:
-        from assistant.beir import write_corpus
-        from assistant.pubmedqa import pubmedqa_to_beir
+        from assistant.evaluation.beir import write_corpus
+        from assistant.evaluation.pubmedqa import pubmedqa_to_beir
 
         dataset = pubmedqa_to_beir(entries)
         write_corpus(out_dir / "corpus.jsonl", dataset.corpus)
-        return out_dir, questions, "assistant.pubmedqa"
+        return out_dir, questions, "assistant.evaluation.pubmedqa"
     except ImportError:  # the converter is not there: join CONTEXTS here
         with (out_dir / "corpus.jsonl").open("w", encoding="utf-8") as fh:
             for pmid, e in entries.items():

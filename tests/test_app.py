@@ -1,4 +1,4 @@
-"""Tests for app.py and assistant/webui.py.
+"""Tests for app.py and assistant/web/webui.py.
 
 Fast tests check the rendering helpers (escaping, ``[n]`` links, highlighting, exports).
 Slow tests start the real app (``python app.py``) on a free port and talk to it the way
@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from assistant import webui
-from assistant.feedback import FeedbackStore
+from assistant.web import webui
+from assistant.web.feedback import FeedbackStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -407,7 +407,7 @@ def test_status_line_says_which_index_is_live(app_module: Any, monkeypatch: pyte
     import threading
 
     from assistant.config import Settings
-    from assistant.service import AssistantService
+    from assistant.web.service import AssistantService
 
     loading, building = threading.Event(), threading.Event()
 
@@ -421,7 +421,7 @@ def test_status_line_says_which_index_is_live(app_module: Any, monkeypatch: pyte
 
     service = AssistantService(Settings.from_env(index_dir="/nonexistent/index"), loader, builder, quick_start=True)
     monkeypatch.setattr(app_module, "service", service)
-    monkeypatch.setattr("assistant.service.needs_build", lambda settings: True)
+    monkeypatch.setattr("assistant.web.service.needs_build", lambda settings: True)
 
     def status() -> tuple[bool, str, bool]:
         line, timer = app_module.index_status()

@@ -23,16 +23,16 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from assistant.chunking import chunk_document, split_sentences, window_sentences
-from assistant.config import Settings
-from assistant.conversation import (
+from assistant.answers.conversation import (
     MAX_HISTORY_TURNS,
     is_follow_up,
     normalize_history,
     rewrite_follow_up,
     standalone_query,
 )
-from assistant.fusion import (
+from assistant.config import Settings
+from assistant.documents.chunking import chunk_document, split_sentences, window_sentences
+from assistant.search.fusion import (
     aggregate_max,
     fuse_convex,
     fuse_rrf,
@@ -42,8 +42,8 @@ from assistant.fusion import (
     rocchio,
     top_k,
 )
-from assistant.priors import MIXED_MATCH, document_phase, evidence_prior, phase_match, query_phases
-from assistant.retrieval import FILTER_ALIASES, Retriever, parse_filters
+from assistant.search.priors import MIXED_MATCH, document_phase, evidence_prior, phase_match, query_phases
+from assistant.search.retrieval import FILTER_ALIASES, Retriever, parse_filters
 from assistant.types import Document, Passage, Section, Turn
 
 
@@ -288,7 +288,7 @@ def test_mask_matches_any_value_of_every_key(rows: list[dict[str, Any]], filters
 
 @cache
 def _tokenizer() -> Any:
-    from assistant.embedding import model_tokenizer
+    from assistant.encoders.embedding import model_tokenizer
 
     return model_tokenizer(Settings().model_path)
 

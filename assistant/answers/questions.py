@@ -1,0 +1,185 @@
+"""What a question asks: its parts, the treatments and LBP phases it names, whether it
+compares treatments, whether it is about animals. Pure functions over the question text.
+
+The treatments come from ``corpus/treatments.json`` (exercise types and comparator
+treatments), the outcomes from ``corpus/outcomes.json`` (safety, work, cost, how long
+effects last...), both with the spellings the records use. A question that names
+treatments is answered from the studies about them, one that names an outcome from the
+studies that report it, and one that asks which type works best from the best study of
+each exercise type (:mod:`assistant.answers.synthesis`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from assistant.answers.evidence import sentence_phases
+from assistant.errors import FormatError
+
+TREATMENTS_FILE = "treatments.json"
+OUTCOMES_FILE = "outcomes.json"
+Vocabulary = tuple[tuple[str, re.Pattern[str]], ...]
+
+
+@dataclass(frozen=True)
+class Treatments:
+    """The treatment vocabulary: exercise types and comparators, each ``(label, pattern)``."""
+
+    exercise: Vocabulary = ()
+    comparators: Vocabulary = ()
+
+    @property
+    def all(self) -> Vocabulary:
+        return self.exercise + self.comparators
+
+
+@lru_cache(maxsize=8)
+def load_vocabulary(path: str, *keys: str) -> tuple[Vocabulary, ...]:
+    """The vocabularies under ``keys`` of a JSON file of ``{key: {label: [pattern, ...]}}``
+    (empty ones when the file is missing).
+
+    Raises:
+        FormatError: invalid JSON, a value that is not a list of patterns, or a pattern that
+            is not a valid regular expression (the file and the label are named).
+    """
+    p = Path(path)
+    if not p.is_file():
+        return tuple(() for _ in keys)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FormatError(p, exc.lineno, f"invalid JSON: {exc.msg}") from exc
+
+    def vocabulary(key: str) -> Vocabulary:
+        items = data.get(key, {}) if isinstance(data, dict) else {}
+        if not isinstance(items, dict):
+            raise FormatError(p, None, f"{key!r} must be an object of label -> list of patterns")
+        out = []
+        for label, alternatives in items.items():
+            if not isinstance(alternatives, list) or not all(isinstance(x, str) and x for x in alternatives):
+                raise FormatError(p, None, f"{label!r}: expected a list of patterns (strings)")
+            try:
+                out.append((str(label), re.compile("|".join(f"(?:{x})" for x in alternatives), re.IGNORECASE)))
+            except re.error as exc:
+                raise FormatError(p, None, f"{label!r}: {exc}") from exc
+        return tuple(out)
+
+    return tuple(vocabulary(key) for key in keys)
+
+
+def load_treatments(path: str) -> Treatments:
+    """The exercise types and comparators of ``treatments.json`` (see :func:`load_vocabulary`)."""
+    exercise, comparators = load_vocabulary(path, "exercise_types", "comparators")
+    return Treatments(exercise, comparators)
+
+
+def load_outcomes(path: str) -> Vocabulary:
+    """The outcomes and aspects of ``outcomes.json`` (see :func:`load_vocabulary`)."""
+    return load_vocabulary(path, "outcomes")[0]
+
+
+def treatments_in(text: str, vocabulary: Vocabulary) -> tuple[str, ...]:
+    """The treatment labels ``text`` names, in the order it names them."""
+    found = [(m.start(), label) for label, pattern in vocabulary for m in [pattern.search(text)] if m]
+    return tuple(label for _, label in sorted(found, key=lambda t: t[0]))
+
+
+_SPLIT = re.compile(
+    r"(?<=\?)\s+(?=\S)|;\s+|,?\s+and\s+(?=(?:which|what|how|does|do|is|are|can|should|whether|when|who|why)\b)",
+    re.IGNORECASE,
+)
+
+
+MAX_PARTS = 4
+
+
+def split_question(text: str, min_words: int = 3) -> list[str]:
+    """The parts of a multi-part question ("Is X effective, and which type works best?").
+
+    Splits at a question mark followed by more text, at semicolons, and at "and" followed
+    by a question word; a part of fewer than ``min_words`` words is joined back to the
+    previous one, a part asked again is dropped, and at most :data:`MAX_PARTS` parts are
+    kept (each part costs a search). One part means the question is not split.
+    """
+    pieces = [p.strip(" ,") for p in _SPLIT.split(text.strip()) if p and p.strip(" ,?")]
+    parts: list[str] = []
+    for piece in pieces:
+        if parts and len(piece.split()) < min_words:
+            parts[-1] = f"{parts[-1]} {piece}"
+        elif piece.lower() not in {p.lower() for p in parts} and len(parts) < MAX_PARTS:
+            parts.append(piece)
+    return [p if p.endswith(("?", ".", "!")) else f"{p}?" for p in parts] if len(parts) > 1 else [text]
+
+
+_COMPARISON = re.compile(
+    r"\b((which|what) (\w+ )?(types?|kinds?|forms?|sorts?|exercises?|approach\w*|method\w*|programm?e?s?)\b|"
+    r"compar\w*|versus|vs\.?|best (type|kind|form|exercise)|other (non-?drug |non-?pharmacologic(al)? )?"
+    r"(treatments?|therap\w*|options|care)|such as|alternatives?|better than|more than)\b",
+    re.IGNORECASE,
+)
+_WHICH_TYPE = re.compile(
+    r"\b((which|what) (\w+ )?(types?|kinds?|forms?|sorts?) of|(which|what) (exercises?|programm?es?|approach\w*)|"
+    r"best (type|kind|form|sort|exercise))\b",
+    re.IGNORECASE,
+)
+
+
+def asks_comparison(question: str) -> bool:
+    """True when the question compares treatments or asks which type works best."""
+    return bool(_COMPARISON.search(question))
+
+
+def asks_which_type(question: str) -> bool:
+    """True when the question asks which type (kind, form) of exercise works best."""
+    return bool(_WHICH_TYPE.search(question))
+
+
+_ABOUT_ANIMALS = re.compile(
+    r"\b(animals?|rats?|mice|mouse|rodents?|murine|preclinical|mechanis\w*|biolog\w*|neurotroph\w*|cytokines?|"
+    r"opioids? (system|receptor)\w*|endogenous|BDNF|glia\w*|inflammat\w*)\b",
+    re.IGNORECASE,
+)
+
+
+def about_animals(question: str) -> bool:
+    """True when the question asks about animal studies or biological mechanisms."""
+    return bool(_ABOUT_ANIMALS.search(question))
+
+
+# Phases that exclude each other: evidence on one does not answer a question on the other.
+# Prevention studies follow people without back pain, so they do not answer treatment questions.
+_EXCLUDES = {
+    "acute": {"subacute", "chronic", "recurrent", "prevention"},
+    "chronic": {"acute", "prevention"},
+    "subacute": {"acute", "prevention"},
+    "recurrent": {"acute"},
+}
+
+
+def asked_phases(question: str) -> tuple[str, ...]:
+    """The LBP phases (acute, subacute, chronic, recurrent) a question names."""
+    return tuple(p for p in sentence_phases(question) if p in _EXCLUDES)
+
+
+def phase_conflicts(asked: Sequence[str], phases: Sequence[str]) -> bool:
+    """True when ``phases`` (of a study or a sentence) exclude every phase asked about: each
+    asked phase excludes all of them ("recurrent" excludes "acute" but not "chronic")."""
+    if not asked or not phases or set(asked) & set(phases):
+        return False
+    return all(all(p in _EXCLUDES[a] for p in phases) for a in asked)
+
+
+_SAFETY = re.compile(
+    r"\b(safe|safety|harm\w*|adverse|side[- ]effects?|risks?|damage|injur\w*|worse|dangerous)\b", re.IGNORECASE
+)
+
+
+def asked_directions(question: str) -> tuple[str, ...]:
+    """The kinds of result a question asks for beyond benefit: ``harm`` when it asks about
+    safety, harms or risks."""
+    return ("harm",) if _SAFETY.search(question) else ()

@@ -1,0 +1,179 @@
+"""Does the corpus cover a question? Decided from retrieval evidence.
+
+The signals: the dense similarity of the best passage to the question, the share
+of the question's terms that the corpus vocabulary does not contain at all, and a few
+out-of-scope intents that retrieval cannot tell apart from in-scope questions (a question
+about the dose of a drug for back pain looks like back-pain evidence to an embedding).
+Thresholds are calibrated on datasets/lbp-dev/answers with
+``python -m assistant eval-answers --calibrate``, which prints every feature, once per
+kind of model: a model adapted to the corpus (:mod:`assistant.encoders.adaptation`) spreads
+similarities differently from the base model, so each has its own :class:`Thresholds`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from assistant.answers.conversation import _STOPWORDS
+
+MAX_UNKNOWN_SHARE = 0.33
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Dense-similarity cut-offs of one kind of model.
+
+    Attributes:
+        expanded: judge the question with its lay-term expansion (else its own words only).
+        in_scope: below this best-passage cosine a question is out of scope.
+        with_unknown_terms: the bar when a third or more of its terms are unknown to the corpus.
+        follow_up: a short follow-up whose best passage scores under this needs the previous
+            question.
+        substitution: a follow-up's new word replaces the previous question's closest word
+            only when at least this similar (:func:`assistant.answers.conversation.rewrite_follow_up`).
+    """
+
+    expanded: bool
+    in_scope: float
+    with_unknown_terms: float
+    follow_up: float
+    substitution: float
+
+
+THRESHOLDS = {
+    # Base model, own words: in-scope questions score 0.456 or more, off-topic ones 0.40 or
+    # less; with terms unknown to the corpus, 0.55 separates.
+    False: Thresholds(expanded=False, in_scope=0.40, with_unknown_terms=0.55, follow_up=0.45, substitution=0.25),
+    # Adapted model, expanded question: in-scope 0.281 or more, off-topic without an
+    # out-of-scope intent 0.266 or less, except "best treatment for migraine" (0.408), which
+    # no feature here separates (it is answered: eval-answers lists it). Word similarities
+    # shrink by about a fifth ("walking"-"Pilates" 0.32 -> 0.24), so substitution 0.25 -> 0.20.
+    True: Thresholds(expanded=True, in_scope=0.275, with_unknown_terms=0.45, follow_up=0.35, substitution=0.20),
+}
+
+_DRUGS = (
+    r"\b(ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|nsaids?|opioids?|tramadol|oxycodone|"
+    r"codeine|morphine|gabapentin|pregabalin|diclofenac|duloxetine|amitriptyline|muscle relaxants?|steroids?)\b"
+)
+
+_MEDICINE_WORDS = rf"{_DRUGS}|\b(medicines?|medications?|pills?|tablets?|painkillers?|drugs?|analgesics?)\b"
+
+# "without pills", "other than medicine": asking for the alternative to medicines is in scope.
+_NOT_MEDICINE = re.compile(
+    r"(\b(without|instead of|other than|besides|rather than|apart from|not|no|avoid\w*)|n't)\W+(\w+\W+){0,2}"
+    r"(pills?|medicines?|medications?|painkillers?|drugs?)\b",
+    re.IGNORECASE,
+)
+
+# Requests the corpus cannot answer whatever the retrieval scores say. Retrieval evidence
+# decides the rest (see Coverage); these only name what retrieval cannot tell apart.
+_OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
+    # Doses of medicines. The dose, frequency or amount of exercise is in scope ("exercise dose",
+    # "how often should I exercise"): a dose word counts only beside a medicine word.
+    "dosing": re.compile(
+        r"\b(\d+\s?(mg|mcg|milligrams?|micrograms?)|"
+        rf"({_MEDICINE_WORDS}).{{0,60}}\b(dos(e|es|age|ing)|prescri(be|bed|ption))\b|"
+        rf"\b(dos(e|es|age|ing)|prescri(be|bed|ption))\b.{{0,60}}({_MEDICINE_WORDS})|"
+        r"(how (much|many|often)|can i|should i|is it safe to|what (pills?|drugs?|medicines?|medications?))\b.{0,40}"
+        r"\b(take|taking|pills?|tablets?|medicines?|medications?|drugs?|painkillers?)|"
+        r"(take|taking)\b.{0,20}\b(ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|opioids?|tramadol|"
+        r"oxycodone|codeine|gabapentin|pregabalin|diclofenac|muscle relaxants?)|"
+        r"\b(most|maximum|max)\b.{0,40}\b(take|pills?|tablets?)\b|"
+        rf"{_DRUGS}.{{0,40}}\b(take|taking)\b)\b",
+        re.IGNORECASE,
+    ),
+    # A question about medicines that mentions no exercise or activity at all.
+    "medication": re.compile(
+        rf"^(?!.*\b(exercis\w*|activ\w*|walk\w*|mov\w*|train\w*|yoga|pilates|physio\w*|stretch\w*|sport\w*|"
+        rf"swim\w*|run\w*|rest\w*|therap\w*)\b).*({_DRUGS}|\b(medicines?|medications?|pills?|painkillers?|drugs?)\b)",
+        re.IGNORECASE,
+    ),
+    "surgery": re.compile(
+        r"\b(surgery|surgical|operation|operate|spinal fusion|fusion surgery|discectomy|laminectomy|"
+        r"disc replacement|(knee|hip|joint) replacement|microdiscectomy|decompression)\b",
+        re.IGNORECASE,
+    ),
+    # Injections and other procedures. Spinal manipulation, massage, acupuncture, heat and TENS
+    # are comparators in the exercise evidence, so they are in scope.
+    "procedure": re.compile(
+        r"\b(injections?|epidurals?|steroid shots?|nerve blocks?|radiofrequency|ablation|denervation|"
+        r"facet (joint )?(injections?|blocks?)|spinal cord stimulat\w*|implant\w*)\b",
+        re.IGNORECASE,
+    ),
+    "imaging": re.compile(r"\b(mri|x-?rays?|ct scans?|scans?|imaging|radiograph\w*)\b", re.IGNORECASE),
+    "instructions": re.compile(
+        r"\b(ignore (all |any |your |the |previous |prior )*(instructions|rules|prompt)|system prompt|"
+        r"your (instructions|prompt|rules)|jailbreak|pretend (to be|you are)|act as|you are now|developer mode|"
+        r"print (your|the) (prompt|instructions)|reveal (your|the) (prompt|instructions))",
+        re.IGNORECASE,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Whether the corpus covers a question, and the evidence for the decision."""
+
+    in_scope: bool
+    reason: str
+    dense_top: float
+    bm25_top: float
+    agreement: bool
+    unknown_terms: tuple[str, ...]
+    unknown_share: float
+    intent: str | None = None
+
+
+def detect_intent(question: str) -> str | None:
+    """The out-of-scope intent of ``question`` (``dosing``, ``medication``, ``surgery``,
+    ``procedure``, ``imaging``, ``instructions``), or None."""
+    for intent, pattern in _OUT_OF_SCOPE_INTENTS.items():
+        if pattern.search(question) and not (intent == "medication" and _NOT_MEDICINE.search(question)):
+            return intent
+    return None
+
+
+_REPEATS = re.compile(r"\b(\w+)(?:\W+\1\b)+", re.IGNORECASE)
+
+
+def collapse_repeats(text: str) -> str:
+    """``text`` with runs of one repeated word cut to one ("really really really" -> "really"),
+    so padding does not drown the question in the embedding model's window."""
+    return _REPEATS.sub(r"\1", text)
+
+
+def assess_coverage(
+    question: str,
+    dense_top: float,
+    bm25_top: float,
+    agreement: bool,
+    tokens: Sequence[str],
+    vocabulary: Collection[str],
+    thresholds: Thresholds = THRESHOLDS[False],
+) -> Coverage:
+    """Decide coverage from retrieval features.
+
+    Args:
+        question: the standalone question.
+        dense_top: cosine of the best passage to the question (see :class:`Thresholds`).
+        bm25_top: best BM25 score.
+        agreement: the dense top document is among the BM25 top three.
+        tokens: the question's BM25 tokens (stemmed, stop words removed).
+        vocabulary: the BM25 vocabulary of the corpus.
+        thresholds: the cut-offs of the index's kind of model.
+    """
+    unknown = tuple(t for t in tokens if t not in vocabulary and not t.isdigit() and t not in _STOPWORDS)
+    share = len(unknown) / len(tokens) if tokens else 1.0
+    features = (dense_top, bm25_top, agreement, unknown, share)
+    intent = detect_intent(question)
+    if intent is not None:
+        return Coverage(False, f"intent:{intent}", *features, intent=intent)
+    if not tokens and dense_top < thresholds.with_unknown_terms:
+        return Coverage(False, "no searchable words", *features)
+    if dense_top < thresholds.in_scope:
+        return Coverage(False, "low dense similarity", *features)
+    if unknown and share >= MAX_UNKNOWN_SHARE and dense_top < thresholds.with_unknown_terms:
+        return Coverage(False, "terms not in the corpus", *features)
+    return Coverage(True, "covered", *features)

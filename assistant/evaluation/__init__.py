@@ -1,0 +1,7 @@
+"""Evaluation: the measures and the standard formats.
+
+Takes BEIR folders (:mod:`.beir`: corpus, queries, qrels; TREC runs out), the answer sets of
+``datasets/lbp-dev`` and external benchmarks (:mod:`.pubmedqa`). Gives retrieval metrics with
+significance tests (:mod:`.evaluate`) and answer-level metrics (:mod:`.answer_eval`,
+:mod:`.broad_eval`).
+"""

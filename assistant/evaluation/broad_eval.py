@@ -1,0 +1,158 @@
+"""Synthesis metrics over broad questions (``datasets/lbp-dev/answers/broad.jsonl``).
+
+Each broad question has graded relevance over several studies (2: essential, 1: relevant)
+and key facts tied to references. Per answer:
+
+- essential-study citation recall: share of the grade-2 references the answer cites;
+- key-fact recall: share of the facts stated, a fact counting when one quoted sentence
+  that cites one of its references contains, for every term group of the fact, one of the
+  group's alternatives (case-insensitive substrings);
+- citation precision: share of the cited references with a grade of 1 or more;
+- repeated sentences: pairs of quoted sentences in one answer that are the same sentence
+  or share four fifths of their words;
+- words per answer, and the Flesch-Kincaid grade of patient answers.
+
+Metrics are reported per split (``dev``, ``test``) and per mode, averaged over questions.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+BROAD_FILE = "broad.jsonl"
+_WORDS = re.compile(r"[a-z0-9]+")
+NEAR_REPEAT = 0.8
+
+
+def fact_stated(fact: Mapping[str, Any], sentences: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a quoted sentence citing one of ``fact["refs"]`` matches all its term groups."""
+    refs = set(fact["refs"])
+    for s in sentences:
+        if not refs & set(s.get("refs") or ()):
+            continue
+        text = str(s.get("text", "")).lower()
+        if all(any(alt.lower() in text for alt in group) for group in fact["match"]):
+            return True
+    return False
+
+
+def repeated_pairs(sentences: Sequence[Mapping[str, Any]]) -> int:
+    """Pairs of sentences that are the same or share :data:`NEAR_REPEAT` of their words (Jaccard)."""
+    bags = [set(_WORDS.findall(str(s.get("source") or s.get("text", "")).lower())) for s in sentences]
+    count = 0
+    for i in range(len(bags)):
+        for j in range(i + 1, len(bags)):
+            union = bags[i] | bags[j]
+            if union and len(bags[i] & bags[j]) / len(union) >= NEAR_REPEAT:
+                count += 1
+    return count
+
+
+def score_answer(answer: Any, item: Mapping[str, Any]) -> dict[str, float]:
+    """The per-answer measures of one broad question (see the module docstring)."""
+    from assistant.answers.answer import readability_grade, word_count
+
+    relevance = {int(k): int(v) for k, v in item["relevance"].items()}
+    essential = {n for n, g in relevance.items() if g >= 2}
+    cited = {c.n for c in answer.citations}
+    facts = item.get("facts") or []
+    out = {
+        "essential_recall": len(cited & essential) / len(essential) if essential else 1.0,
+        "citation_precision": len([n for n in cited if relevance.get(n, 0) >= 1]) / len(cited) if cited else 0.0,
+        "repeated_sentences": float(repeated_pairs(answer.sentences)),
+        "words": float(word_count(answer.answer)),
+        "cited_studies": float(len(cited)),
+        "abstained": float(answer.abstained),
+    }
+    if facts:
+        out["key_fact_recall"] = sum(fact_stated(f, answer.sentences) for f in facts) / len(facts)
+    if answer.mode == "patient":
+        out["grade"] = readability_grade(answer.answer)
+    return out
+
+
+def evaluate_broad(bot: Any, dataset: Path, splits: Sequence[str] = ("dev", "test")) -> dict[str, Any]:
+    """Ask every broad question of ``splits`` (with its history) and average the measures.
+
+    Returns:
+        ``{"metrics": {split: {mode: {measure: value}}}, "answers": [per-question rows]}``.
+    """
+    from assistant.evaluation.answer_eval import read_jsonl
+
+    path = dataset / BROAD_FILE
+    if not path.is_file():
+        return {"metrics": {}, "answers": []}
+    rows: list[dict[str, Any]] = []
+    for item in read_jsonl(path):
+        if item.get("split", "dev") not in splits:
+            continue
+        history: list[dict[str, str]] = []
+        for earlier in item.get("history") or []:
+            previous = bot.ask(earlier, history=history, mode=item["mode"])
+            history += [{"role": "user", "content": earlier}, {"role": "assistant", "content": previous.answer}]
+        answer = bot.ask(item["text"], history=history, mode=item["mode"])
+        scores = score_answer(answer, item)
+        rows.append({"_id": item["_id"], "split": item.get("split", "dev"), "mode": item["mode"],
+                     "cited": sorted({c.n for c in answer.citations}), **scores})  # fmt: skip
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    for split in splits:
+        for mode in ("clinician", "patient"):
+            group = [r for r in rows if r["split"] == split and r["mode"] == mode]
+            if not group:
+                continue
+            keys = sorted({k for r in group for k, v in r.items() if isinstance(v, float)})
+            summary = {k: statistics.mean(r[k] for r in group if k in r) for k in keys}
+            summary["questions"] = float(len(group))
+            summary["answers_with_repeats"] = float(sum(r["repeated_sentences"] > 0 for r in group))
+            if mode == "patient":
+                summary["grade_max"] = max(r["grade"] for r in group)
+            metrics.setdefault(split, {})[mode] = summary
+    return {"metrics": metrics, "answers": rows}
+
+
+def format_broad(report: Mapping[str, Any]) -> str:
+    """A plain-text table of :func:`evaluate_broad`'s metrics."""
+    columns = ("questions", "essential_recall", "key_fact_recall", "citation_precision", "repeated_sentences",
+               "words", "cited_studies", "grade", "grade_max")  # fmt: skip
+    lines = ["split  mode       " + " ".join(f"{c[:12]:>12}" for c in columns)]
+    for split, modes in report.get("metrics", {}).items():
+        for mode, m in modes.items():
+            cells = [f"{m[c]:12.3f}" if c in m else f"{'':>12}" for c in columns]
+            lines.append(f"{split:6} {mode:10} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def candidate_table(bot: Any, dataset: Path, split: str = "dev") -> str:
+    """The candidate studies of every broad question of ``split`` with the features the
+    evidence cut uses (rank, relative fused score, best result-sentence similarity, the
+    treatments they are about), whether the cut keeps them and their relevance grade."""
+    from assistant.answers.conversation import standalone_query
+    from assistant.answers.questions import split_question
+    from assistant.evaluation.answer_eval import read_jsonl
+    from assistant.types import Turn
+
+    answerer = bot.answerer
+    lines = []
+    for item in read_jsonl(dataset / BROAD_FILE):
+        if item.get("split", "dev") != split:
+            continue
+        turns = [Turn("user", h) for h in item.get("history") or []]
+        query = standalone_query(
+            item["text"], turns, answerer._encode, answerer._needs_context, answerer._thresholds.substitution
+        )
+        part = split_question(query)[0]
+        hits = bot.retriever.search(part, k=40, method="hybrid")
+        kept = {s.doc_id for s in answerer.gatherer.gather(part, hits)}
+        lines.append(f"{item['_id']} {item['mode']}: {part}")
+        grades = {f"ref-{k}": int(v) for k, v in item["relevance"].items()}
+        for s in answerer.gatherer.candidates(part, hits):
+            lines.append(
+                f"  {'kept' if s.doc_id in kept else '    '} grade={grades.get(s.doc_id, 0)} {s.doc_id:8} "
+                f"rank={s.rank:>2} relative={s.relative_score:.2f} similarity={s.top_similarity:.2f} "
+                f"level={s.level} about={', '.join(s.facets) or '-'}"
+            )
+    return "\n".join(lines)

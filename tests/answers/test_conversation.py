@@ -1,0 +1,70 @@
+"""History validation and follow-up rewriting (with the real query encoder)."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.answers.conversation import is_follow_up, normalize_history, rewrite_follow_up, standalone_query
+from assistant.answers.scope import THRESHOLDS
+from assistant.types import Turn
+
+
+@pytest.fixture(scope="module")
+def encode(bot):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    return lambda texts: np.vstack([bot.retriever.encoder.encode_query(t) for t in texts])
+
+
+def test_normalize_history() -> None:
+    turns = normalize_history(
+        [
+            {"role": "system", "content": "ignored"},
+            {"role": "user", "content": [{"type": "text", "text": "Is yoga good?"}, {"type": "image", "url": "x"}]},
+            {"role": "assistant", "content": None},
+        ]
+    )
+    assert turns == [Turn("user", "Is yoga good?"), Turn("assistant", "")]
+    assert normalize_history(None) == []
+    for bad, match in [("text", "list"), ([1], "message 0"), ([{"role": "bot", "content": "x"}], "role"),
+                       ([{"role": "user", "content": 3}], "non-text")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            normalize_history(bad)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [("And Pilates?", True), ("What about walking?", True), ("Pilates?", True), ("Does it help?", True),
+     ("Is yoga effective for chronic back pain?", False), ("How does walking compare with usual care for chronic back pain?", False)],
+)  # fmt: skip
+def test_is_follow_up(message: str, expected: bool) -> None:
+    assert is_follow_up(message) is expected
+
+
+def test_rewrites(encode) -> None:  # type: ignore[no-untyped-def]
+    assert rewrite_follow_up("And Pilates?", "Is yoga effective for chronic back pain?", encode) == (
+        "Is Pilates effective for chronic back pain?"
+    )
+    assert rewrite_follow_up(
+        "What about acute pain?", "Does the McKenzie method help chronic low back pain?", encode
+    ) == ("Does the McKenzie method help acute low back pain?")
+    pronoun = rewrite_follow_up("Is it safe?", "Is walking good for chronic back pain?", encode)
+    assert "walking" in pronoun and "safe" in pronoun
+    standalone = "Is walking good for chronic back pain?"
+    assert rewrite_follow_up(standalone, "Is yoga effective for chronic back pain?", encode) == standalone
+    assert rewrite_follow_up("And Pilates?", "", encode) == "And Pilates?"
+
+
+def test_chain_of_follow_ups(encode) -> None:  # type: ignore[no-untyped-def]
+    history = [Turn("user", "Is yoga effective for chronic back pain?"), Turn("assistant", "..."),
+               Turn("user", "And Pilates?"), Turn("assistant", "...")]  # fmt: skip
+    assert standalone_query("What about walking?", history, encode, min_similarity=THRESHOLDS[True].substitution) == (
+        "Is walking effective for chronic back pain?"
+    )
+
+
+def test_a_two_word_opener_is_removed_whole() -> None:
+    from assistant.answers.conversation import _FOLLOW_UP_OPENERS
+
+    for message in ("And what about inflammatory cytokines?", "and how about yoga?"):
+        assert _FOLLOW_UP_OPENERS.sub("", message).split()[0] in ("inflammatory", "yoga?")

@@ -1,0 +1,288 @@
+"""Question parsing of assistant.answers.questions against hand-checked values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.answers.questions import (
+    Treatments,
+    about_animals,
+    asked_directions,
+    asked_phases,
+    asks_comparison,
+    asks_which_type,
+    load_outcomes,
+    load_treatments,
+    phase_conflicts,
+    split_question,
+    treatments_in,
+)
+from assistant.errors import FormatError
+
+REPO = Path(__file__).resolve().parents[2]
+TREATMENTS = REPO / "corpus" / "treatments.json"
+
+
+# --------------------------------------------------------------------------- split_question
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        (
+            "Is exercise effective for chronic back pain, and which type works best?",
+            ["Is exercise effective for chronic back pain?", "which type works best?"],
+        ),
+        ("Is yoga safe? Does it help chronic pain?", ["Is yoga safe?", "Does it help chronic pain?"]),
+        ("Is yoga safe; does it help with chronic pain?", ["Is yoga safe?", "does it help with chronic pain?"]),
+        ("Does exercise help and does it last?", ["Does exercise help?", "does it last?"]),
+        (
+            "Is Pilates better than yoga and what about walking?",
+            ["Is Pilates better than yoga?", "what about walking?"],
+        ),
+        # "and" before a question word splits after a full stop too; a part ending in "." gets no "?"
+        ("Tell me about yoga. And is walking safe?", ["Tell me about yoga.", "is walking safe?"]),
+        # three parts
+        (
+            "Is yoga safe for me; at what age; does walking help my back?",
+            ["Is yoga safe for me?", "at what age?", "does walking help my back?"],
+        ),
+    ],
+)
+def test_split_question_multi_part(question: str, parts: list[str]) -> None:
+    assert split_question(question) == parts
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Is exercise good for back pain?",
+        "Does walking help?  ",  # returned as given, trailing spaces and all
+        # "and" before a word that is not a question word does not split
+        "Is walking and swimming good for back pain?",
+        # the short second piece ("Why?", "how often?") is joined back: one part, the text unchanged
+        "Is yoga safe? Why?",
+        "Does exercise help, and how often?",
+    ],
+)
+def test_split_question_single_part_unchanged(question: str) -> None:
+    assert split_question(question) == [question]
+
+
+def test_split_question_min_words() -> None:
+    # "how often?" has two words: a part of its own only when min_words allows it
+    assert split_question("Does exercise help, and how often?", min_words=2) == ["Does exercise help?", "how often?"]
+
+
+def test_split_question_rejoins_a_short_middle_piece() -> None:
+    parts = split_question("Is yoga safe for me? Why? Does walking help my back?")
+    assert len(parts) == 2
+    assert parts[1] == "Does walking help my back?"
+
+
+def test_split_question_rejoined_piece_keeps_its_question_mark() -> None:
+    assert split_question("Is yoga safe for me? Why? Does walking help my back?")[0] == "Is yoga safe for me? Why?"
+
+
+# --------------------------------------------------------------------------- what it asks
+
+
+@pytest.mark.parametrize(
+    ("question", "comparison", "which_type"),
+    [
+        ("Which type of exercise is best?", True, True),
+        ("What kinds of exercise help?", True, True),
+        ("What exercises help?", True, True),
+        ("What is the best exercise?", True, True),
+        ("Is yoga better than walking?", True, False),
+        ("Yoga vs. Pilates", True, False),
+        ("Compare yoga and Pilates", True, False),
+        ("What other treatments are there?", True, False),
+        ("Are there alternatives?", True, False),
+        ("Is exercise good for back pain?", False, False),
+        ("Does yoga help chronic back pain?", False, False),
+    ],
+)
+def test_asks_comparison_and_which_type(question: str, comparison: bool, which_type: bool) -> None:
+    assert asks_comparison(question) is comparison
+    assert asks_which_type(question) is which_type
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("What do animal studies show?", True),
+        ("Does exercise work in rats?", True),
+        ("What is the mechanism?", True),
+        ("Does exercise reduce inflammation?", True),
+        ("Does exercise raise BDNF?", True),
+        ("Is yoga good for chronic back pain?", False),
+        ("Does walking help?", False),
+    ],
+)
+def test_about_animals(question: str, expected: bool) -> None:
+    assert about_animals(question) is expected
+
+
+def test_asked_phases() -> None:
+    assert asked_phases("Does exercise help acute back pain?") == ("acute",)
+    assert asked_phases("Is walking good for subacute pain?") == ("subacute",)
+    assert asked_phases("Chronic or recurrent back pain?") == ("chronic", "recurrent")
+    assert asked_phases("Is exercise good?") == ()
+    # prevention is a phase of sentences, not one a question is asked about
+    assert asked_phases("Does exercise prevent back pain?") == ()
+
+
+@pytest.mark.parametrize(
+    ("asked", "phases", "expected"),
+    [
+        (["acute"], ["chronic"], True),
+        (["chronic"], ["acute"], True),
+        (["recurrent"], ["acute"], True),
+        (["acute"], ["recurrent"], True),
+        # prevention studies do not answer treatment questions
+        (["chronic"], ["prevention"], True),
+        (["subacute"], ["prevention"], True),
+        (["acute"], ["prevention"], True),
+        # mixed, unknown or none never conflicts
+        (["acute"], ["mixed"], False),
+        (["chronic"], [""], False),
+        (["acute"], [], False),
+        ([], ["chronic"], False),
+        # one phase in common, or one not excluded
+        (["acute"], ["chronic", "acute"], False),
+        (["acute"], ["chronic", "mixed"], False),
+        (["chronic"], ["chronic", "prevention"], False),
+        (["chronic"], ["subacute"], False),
+        (["acute"], ["subacute"], True),  # post-acute evidence does not answer an acute question
+        (["subacute"], ["acute"], True),
+        (["acute"], ["acute", "subacute"], False),
+        (["chronic"], ["recurrent"], False),
+        (["acute", "chronic"], ["chronic"], False),
+    ],
+)
+def test_phase_conflicts(asked: list[str], phases: list[str], expected: bool) -> None:
+    assert phase_conflicts(asked, phases) is expected
+
+
+def test_phase_conflicts_needs_every_asked_phase_excluded() -> None:
+    # recurrent excludes acute but not chronic, so it still bears on half the question
+    assert phase_conflicts(["acute", "chronic"], ["recurrent"]) is False
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Is yoga safe?", ("harm",)),
+        ("Any side effects?", ("harm",)),
+        ("Can exercise make my back worse?", ("harm",)),
+        ("What are the risks?", ("harm",)),
+        ("Could I injure myself?", ("harm",)),
+        ("Is yoga good for back pain?", ()),
+    ],
+)
+def test_asked_directions(question: str, expected: tuple[str, ...]) -> None:
+    assert asked_directions(question) == expected
+
+
+# --------------------------------------------------------------------------- treatments
+
+
+def test_load_treatments_real_file() -> None:
+    treatments = load_treatments(str(TREATMENTS))
+    assert len(treatments.exercise) == 14
+    assert len(treatments.comparators) == 9
+    assert treatments.exercise[0][0] == "McKenzie method"
+    assert treatments.comparators[0][0] == "Spinal manipulation and manual therapy"
+    assert treatments.all == treatments.exercise + treatments.comparators
+    # case-insensitive, in the order the question names them
+    question = "Is yoga or massage better than PILATES for LBP?"
+    assert treatments_in(question, treatments.all) == ("Yoga", "Massage", "Pilates")
+    assert treatments_in("Is core stability training good?", treatments.exercise) == (
+        "Stabilisation, core and motor control exercise",
+    )
+    assert treatments_in("Is bed rest better?", treatments.all) == ("Bed rest",)
+    assert treatments_in("Does rest help?", treatments.all) == ()
+
+
+def test_treatments_in_one_pattern_of_several_alternatives(tmp_path: Path) -> None:
+    path = tmp_path / "treatments.json"
+    path.write_text('{"comparators": {"CBT": ["cognitive[- ]behavio", "\\\\bCBT\\\\b"]}}', encoding="utf-8")
+    vocabulary = load_treatments(str(path)).comparators
+    assert treatments_in("Is CBT as good?", vocabulary) == ("CBT",)
+    assert treatments_in("cognitive-behavioural therapy", vocabulary) == ("CBT",)
+    assert treatments_in("ACBTX", vocabulary) == ()  # \b kept inside the group
+
+
+def test_load_treatments_missing_file_is_empty(tmp_path: Path) -> None:
+    assert load_treatments(str(tmp_path / "missing.json")) == Treatments()
+    assert Treatments().all == ()
+
+
+def test_load_treatments_invalid_json(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"exercise_types": {"Yoga": ["yoga"]},', encoding="utf-8")
+    with pytest.raises(FormatError) as info:
+        load_treatments(str(path))
+    assert info.value.path == str(path)
+    assert info.value.line == 1
+    assert str(path) in str(info.value)
+    assert "invalid JSON" in str(info.value)
+
+
+def test_load_treatments_bad_regular_expression(tmp_path: Path) -> None:
+    path = tmp_path / "bad_re.json"
+    path.write_text('{"exercise_types": {"Yoga": ["yo(ga"]}}', encoding="utf-8")
+    with pytest.raises(FormatError) as info:
+        load_treatments(str(path))
+    assert info.value.path == str(path)
+    assert info.value.line is None
+    assert str(info.value).startswith(f"{path}: 'Yoga': ")
+
+
+def test_load_treatments_string_alternatives_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "string.json"
+    path.write_text('{"comparators": {"Massage": "massage"}}', encoding="utf-8")
+    with pytest.raises(FormatError):
+        load_treatments(str(path))
+
+
+# --------------------------------------------------------------------------- outcomes
+
+OUTCOMES = Path(__file__).resolve().parents[2] / "corpus" / "outcomes.json"
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Is exercise safe for people with low back pain?", ("Harms and safety",)),
+        ("Can yoga cause side effects?", ("Harms and safety",)),
+        ("Does exercise reduce sick leave?", ("Work and sick leave",)),
+        ("What do exercise programmes cost?", ("Costs",)),
+        ("Will the improvement last once the classes finish?", ("How long effects last",)),
+        ("Are the benefits maintained in the long term?", ("How long effects last",)),
+        ("Does exercise help anxiety or depression in chronic LBP?", ("Mood and psychological outcomes",)),
+        # words that only look like outcomes
+        ("Does Pilates work for a sore back?", ()),
+        ("Is yoga good for back pain that has lasted for years?", ()),
+        ("Is exercise effective for chronic low back pain?", ()),
+    ],
+)
+def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -> None:
+    assert treatments_in(question, load_outcomes(str(OUTCOMES))) == expected
+
+
+def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
+    labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
+    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 16
+    assert {"Endogenous opioids", "Serotonin", "Adenosine", "NMDA receptors"} <= set(labels)
+    assert load_outcomes(str(tmp_path / "missing.json")) == ()
+
+
+def test_split_question_drops_repeats_and_keeps_at_most_four_parts() -> None:
+    repeated = "Is walking good? " * 50
+    assert split_question(repeated) == [repeated]  # one question asked 50 times is one part: not split
+    many = " ".join(f"Is exercise {i} good for my back?" for i in range(1, 8))
+    assert split_question(many) == [f"Is exercise {i} good for my back?" for i in range(1, 5)]

@@ -1,0 +1,176 @@
+"""Synthesized answers with the real model and index: the broad questions of issue 12."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from assistant.answers.answer import (
+    MAX_PATIENT_GRADE,
+    PATIENT_MAX_WORDS,
+    readability_grade,
+    traceable_share,
+    word_count,
+)
+from assistant.evaluation.broad_eval import repeated_pairs
+
+
+def _passages(bot) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {p.id: p.text for p in bot.index.passages}
+
+
+def _headings(answer) -> list[str]:  # type: ignore[no-untyped-def]
+    return [p.splitlines()[0] for p in answer.answer.split("\n\n") if len(p.splitlines()) > 1]
+
+
+def _checkable(bot, answer) -> None:  # type: ignore[no-untyped-def]
+    """Every quote verbatim in its passage, no sentence twice, one table row per cited study."""
+    assert traceable_share(answer, _passages(bot)) == 1.0
+    assert repeated_pairs(answer.sentences) == 0
+    cited = {c.n for c in answer.citations}
+    assert [r.n for r in answer.evidence] == sorted(
+        {r.n for r in answer.evidence}, key=[r.n for r in answer.evidence].index
+    )
+    assert {r.n for r in answer.evidence} == cited
+    for row in answer.evidence:
+        assert row.result and row.result in bot.index.passage(row.passage_id).text
+        assert row.direction in ("benefit", "no difference", "uncertain", "harm", "finding")
+    markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)}
+    assert markers <= cited
+
+
+def test_effectiveness_question_cites_the_body_of_evidence(bot) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask("Is exercise therapy effective for chronic nonspecific low back pain?")
+    cited = {c.n for c in answer.citations}
+    assert {20, 23, 24} <= cited  # the core evidence, not only the top-ranked review
+    first = answer.answer.split("\n\n")[0]
+    assert first.startswith("Bottom line, counted from the ")
+    assert re.search(r"chronic LBP: benefit in \d of \d (\[\d+\])+", first)
+    assert "Benefit:" in _headings(answer)
+    _checkable(bot, answer)
+    designs = {r.n: r.design for r in answer.evidence}
+    assert designs[20] == "Cochrane review" and designs[23] == "systematic review and meta-analysis"
+
+
+def test_which_type_question_is_grouped_by_exercise_type(bot) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask("Which types of exercise work best for chronic low back pain?")
+    cited = {c.n for c in answer.citations}
+    assert {23, 30, 32, 41} <= cited  # a review of each type: Pilates, yoga, stabilisation
+    headings = " ".join(_headings(answer))
+    for name in ("Pilates", "Yoga", "Stabilisation, core and motor control exercise"):
+        assert name in headings
+    _checkable(bot, answer)
+
+
+def test_follow_up_on_acute_pain_brings_in_the_acute_evidence(bot) -> None:  # type: ignore[no-untyped-def]
+    first = "Is exercise therapy effective for chronic low back pain?"
+    a1 = bot.ask(first)
+    answer = bot.ask(
+        "And for acute pain?", history=[{"role": "user", "content": first}, {"role": "assistant", "content": a1.answer}]
+    )
+    assert "acute" in answer.query and "chronic" not in answer.query
+    cited = {c.n for c in answer.citations}
+    assert {20, 22} <= cited
+    assert "acute LBP:" in answer.answer.split("\n\n")[0]
+    sources = [s["source"] for s in answer.sentences]
+    assert len(sources) == len(set(sources))
+    assert not any("chronic LBP" in s and "acute" not in s for s in sources)  # the chronic findings stay out
+    _checkable(bot, answer)
+
+
+def test_comparators_are_in_scope_and_grouped_by_treatment(bot) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask(
+        "How does exercise compare with other non-drug treatments such as massage, spinal manipulation or "
+        "cognitive behavioural therapy?"
+    )
+    assert not answer.abstained
+    assert {21, 33} <= {c.n for c in answer.citations}
+    headings = " ".join(_headings(answer))
+    assert "Massage" in headings and "Spinal manipulation" in headings
+    _checkable(bot, answer)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Does exercise dose explain why trial effects vary?",
+        "How often should I exercise for my back?",
+        "Is acupuncture better than exercise for chronic back pain?",
+        "Does superficial heat help acute low back pain?",
+        "Is back school as good as McKenzie exercises?",
+    ],
+)
+def test_exercise_dose_and_comparators_are_answered(bot, question: str) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask(question)
+    assert not answer.abstained and answer.citations, answer.answer
+
+
+def test_dose_question_cites_the_meta_regression(bot) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask("Does exercise dose explain why trial effects vary?")
+    assert 24 in {c.n for c in answer.citations}
+
+
+def test_uncovered_intervention_is_said_first(bot) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask("Is tai chi good for chronic low back pain?")
+    assert answer.answer.startswith("None of the indexed studies tested tai chi.")
+    assert answer.evidence and all(r.related for r in answer.evidence)
+    assert "(related evidence)" in answer.answer or "Related evidence" in answer.answer
+    _checkable(bot, answer)
+
+
+def test_swimming_in_people_points_to_the_animal_evidence(bot) -> None:  # type: ignore[no-untyped-def]
+    for mode in ("clinician", "patient"):
+        answer = bot.ask("Is swimming good for back pain?", mode=mode)
+        first = answer.answer.splitlines()[0]
+        assert "swimming in people" in first, first
+        assert any(r.species != "human" and not r.related for r in answer.evidence)  # the animal studies
+        assert any(r.species == "human" and r.related for r in answer.evidence)  # related human evidence
+        heading = "Studies in animals (not people):" if mode == "patient" else "Animal studies (mechanisms"
+        assert heading in answer.answer
+
+
+def test_multi_part_question_answers_each_part(bot) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask("Is exercise effective for chronic low back pain, and which type works best?")
+    assert "Part 1 of 2: Is exercise effective for chronic low back pain?" in answer.answer
+    assert "Part 2 of 2: which type works best?" in answer.answer
+    _checkable(bot, answer)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "My lower back has been sore for more than a year. Will exercise actually help me?",
+        "What sort of exercise is best for my back: Pilates, yoga or ordinary gym exercises?",
+        "Do core strengthening exercises really fix back pain?",
+    ],
+)
+def test_patient_synthesis_is_short_plain_and_from_several_studies(bot, question: str) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask(question, mode="patient")
+    assert not answer.abstained
+    assert len({c.n for c in answer.citations}) >= 2
+    assert word_count(answer.answer) <= PATIENT_MAX_WORDS
+    assert readability_grade(answer.answer) <= MAX_PATIENT_GRADE
+    assert answer.answer.rstrip().endswith("about your own back.")
+    assert re.search(r"We found \d+ studies on this\.", answer.answer)
+    assert not re.search(r"\b\d+\s?(mg|mcg)\b", answer.answer)
+    _checkable(bot, answer)
+
+
+def test_json_carries_the_evidence_table(bot) -> None:  # type: ignore[no-untyped-def]
+    data = bot.ask("Is yoga effective and safe for chronic low back pain?").to_dict()
+    assert {"answer", "citations", "abstained", "red_flag", "mode", "query", "evidence"} <= set(data)
+    row = next(r for r in data["evidence"] if r["n"] == 32)
+    assert set(row) == {"n", "doc_id", "study", "design", "design_group", "species", "size", "population", "phase",
+                        "comparison", "result", "passage_id", "direction", "related"}  # fmt: skip
+    assert row["study"] == "Wieland LS 2017" and row["size"] == "12 studies" and row["doc_id"] == "ref-32"
+    assert " vs " in row["comparison"]
+
+
+def test_safety_question_gathers_the_studies_that_report_harms(bot) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask("Is exercise safe for people with low back pain?")
+    assert {3, 32} <= {c.n for c in answer.citations}
+    first = answer.answer.split("\n\n")[0]
+    assert re.search(r"harms or safety reported by \d+ (\[\d+\])+", first)
+    assert "Harms and safety:" in _headings(answer)
+    _checkable(bot, answer)
