@@ -7,7 +7,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _BLOCK = 1 << 20
 
@@ -84,3 +86,18 @@ def link_or_copy_tree(source: Path, target: Path) -> None:
             shutil.copy2(src, dst)
 
     shutil.copytree(source, target, copy_function=link)
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, blank lines skipped; a bad line raises
+    :class:`~assistant.errors.FormatError` naming the file and line."""
+    from assistant.errors import FormatError
+
+    with path.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise FormatError(path, i, f"invalid JSON: {exc.msg}") from exc

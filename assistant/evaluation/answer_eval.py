@@ -15,26 +15,14 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from assistant.config import PROJECT_ROOT
+from assistant.files import read_jsonl
 
 DEFAULT_ANSWER_SETS = PROJECT_ROOT / "datasets" / "lbp-dev" / "answers"
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    from assistant.errors import FormatError
-
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FormatError(path, i, f"invalid JSON: {exc.msg}") from exc
 
 
 def read_qrels(folder: Path) -> dict[str, dict[str, int]]:

@@ -81,7 +81,7 @@ def evaluate_broad(bot: Any, dataset: Path, splits: Sequence[str] = ("dev", "tes
     Returns:
         ``{"metrics": {split: {mode: {measure: value}}}, "answers": [per-question rows]}``.
     """
-    from assistant.evaluation.answer_eval import read_jsonl
+    from assistant.files import read_jsonl
 
     path = dataset / BROAD_FILE
     if not path.is_file():
@@ -132,7 +132,7 @@ def candidate_table(bot: Any, dataset: Path, split: str = "dev") -> str:
     treatments they are about), whether the cut keeps them and their relevance grade."""
     from assistant.answers.conversation import standalone_query
     from assistant.answers.questions import split_question
-    from assistant.evaluation.answer_eval import read_jsonl
+    from assistant.files import read_jsonl
     from assistant.types import Turn
 
     answerer = bot.answerer

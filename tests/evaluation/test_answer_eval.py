@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from assistant.evaluation.answer_eval import DEFAULT_ANSWER_SETS, evaluate_answers, read_jsonl
+from assistant.evaluation.answer_eval import DEFAULT_ANSWER_SETS, evaluate_answers
+from assistant.files import read_jsonl
 
 
 def test_small_answer_evaluation(bot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
