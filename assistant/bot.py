@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.config import Settings
-from assistant.search.index import Index, ensure_index
+from assistant.search.build import ensure_index
+from assistant.search.index import Index
 from assistant.search.retrieval import Filters, Retriever
 from assistant.types import Hit
 

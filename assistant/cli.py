@@ -109,7 +109,8 @@ def _add_build(sub: Any) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from assistant.documents.corpus import documents_hash, load_corpus
-    from assistant.search.index import Index, build_index, ensure_index
+    from assistant.search.build import build_index, ensure_index
+    from assistant.search.index import Index
 
     settings = _settings(args).with_(
         **{k: v for k, v in {"faiss_index": args.faiss, "chunk_tokens": args.chunk_tokens}.items() if v is not None}

@@ -40,7 +40,7 @@ def run_recipe(change: dict[str, Any]) -> dict[str, Any]:
     from assistant.config import Settings
     from assistant.encoders import adaptation
     from assistant.evaluation.evaluate import run_eval
-    from assistant.search.index import ensure_index
+    from assistant.search.build import ensure_index
 
     saved = dict(adaptation.RECIPE)
     adaptation.RECIPE.update(change)

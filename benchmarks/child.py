@@ -177,7 +177,7 @@ def cmd_build_ours(args: argparse.Namespace) -> dict[str, Any]:
     imported = _import_build_modules(args.build_encoder or base.build_encoder)
 
     from assistant.documents.corpus import load_corpus
-    from assistant.search.index import build_index
+    from assistant.search.build import build_index
 
     # adapt=False: the peer has no adaptation step, so builds compare the encoding pipeline;
     # the one-off adaptation (cached by content) is measured by benchmarks/domain_adaptation.py

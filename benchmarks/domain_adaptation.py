@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from assistant.config import Settings
     from assistant.evaluation.evaluate import run_eval
-    from assistant.search.index import ensure_index
+    from assistant.search.build import ensure_index
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="lbp-adapt-") as tmp:

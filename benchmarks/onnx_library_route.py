@@ -338,23 +338,25 @@ def injected_query_graph(data: bytes | None) -> Iterator[None]:
 @contextlib.contextmanager
 def index_as_built() -> Iterator[None]:
     """``ensure_index`` loads the index folder as it is (never rebuilds it)."""
-    import assistant.search.index as index_module
+    import assistant.search.build as build_module
 
-    original = index_module.ensure_index
-    index_module.ensure_index = lambda settings, *a, **k: index_module.Index.load(Path(settings.index_dir))
+    original = build_module.ensure_index
+    build_module.ensure_index = lambda settings, *a, **k: build_module.Index.load(Path(settings.index_dir))
     try:
         yield
     finally:
-        index_module.ensure_index = original
+        build_module.ensure_index = original
 
 
 def retrieval(graphs: dict[str, bytes], work: Path) -> dict[str, Any]:
     """nDCG@10 dense and hybrid, dev and test, per query encoder, on a copy of the index."""
     from assistant.config import Settings
+    from assistant.documents.corpus import documents_hash, load_corpus
     from assistant.encoders.embedding import load_query_encoder
     from assistant.encoders.onnx_encoder import OnnxEncoder
     from assistant.evaluation.evaluate import run_eval
-    from assistant.search.index import Index, documents_hash, load_corpus, staleness
+    from assistant.search.build import staleness
+    from assistant.search.index import Index
 
     index_copy = work / "index"
     shutil.copytree(INDEX_DIR, index_copy)

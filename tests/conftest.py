@@ -24,7 +24,7 @@ SHARED = REPO.parent / "shared"
 def lbp_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Folder of a freshly built index of ``corpus/`` (shared by the whole session)."""
     from assistant.config import Settings
-    from assistant.search.index import ensure_index
+    from assistant.search.build import ensure_index
 
     reuse = os.environ.get("LBP_TEST_INDEX")
     path = Path(reuse) if reuse else tmp_path_factory.mktemp("lbp") / "index"

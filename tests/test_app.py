@@ -1,4 +1,4 @@
-"""Tests for app.py and assistant/web/webui.py.
+"""Tests for app.py and the rendering it uses (assistant/web/webui.py and the modules it gathers).
 
 Fast tests check the rendering helpers (escaping, ``[n]`` links, highlighting, exports).
 Slow tests start the real app (``python app.py``) on a free port and talk to it the way
@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from assistant.web import webui
+from assistant.web import evidence_table, webui
 from assistant.web.feedback import FeedbackStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,7 +250,7 @@ def test_evidence_table_shortens_long_populations() -> None:
     table = webui.render_evidence_table([_row(1, population=population, phase="chronic")], 1)
     shown = re.search(r'<td class="lbp-ev-population"><span title="([^"]*)">([^<]*)</span>', table)
     assert shown and shown.group(1) == " ".join(population.split())
-    assert shown.group(2).endswith("…") and len(shown.group(2)) <= webui.POPULATION_LIMIT
+    assert shown.group(2).endswith("…") and len(shown.group(2)) <= evidence_table.POPULATION_LIMIT
     assert '<span class="lbp-badge lbp-ev-phase">chronic</span>' in table
     short = webui.render_evidence_table([_row(1, phase="not applicable")], 1)
     assert '<td class="lbp-ev-population">Adults with acute low back pain</td>' in short
@@ -270,7 +270,7 @@ def test_answer_shows_the_evidence_table_only_when_finished() -> None:
 
 def test_css_labels_every_evidence_column_on_phones() -> None:
     phone = webui.CSS[webui.CSS.rindex("@media (max-width: 640px)") :]
-    for key, label in webui.EVIDENCE_COLUMNS[2:]:
+    for key, label in evidence_table.EVIDENCE_COLUMNS[2:]:
         assert f'.lbp-ev-{key}::before {{ content: "{label}: "; }}' in phone
     assert "lbp-ev-table tr" in phone and "display: block" in phone
 

@@ -1,27 +1,23 @@
-"""Grounded, cited answers that synthesize the evidence.
+"""Grounded, cited answers that synthesize the evidence: the :class:`Answerer`.
 
-The default answerer is extractive and deterministic. For each part of the question (a
-multi-part question is split, :func:`assistant.answers.synthesis.split_question`) it gathers every
-study that bears on it (:class:`assistant.answers.synthesis.EvidenceGatherer`: hybrid ranking, a
-calibrated relevance cut, at most eight studies, human evidence before animal evidence) and
-composes (:mod:`assistant.answers.compose`):
+The default answerer is extractive and deterministic. It checks a question for red flags
+(:mod:`assistant.answers.safety`) and for scope, abstaining with a reason when the indexed
+evidence does not cover it (:mod:`assistant.answers.scope`); rewrites a follow-up into a
+standalone question (:mod:`assistant.answers.conversation`); notes what the question names
+that no indexed study covers (:mod:`assistant.answers.gaps`). For each part of the question
+(a multi-part question is split, :func:`assistant.answers.questions.split_question`) it
+gathers every study that bears on it (:class:`assistant.answers.synthesis.EvidenceGatherer`:
+hybrid ranking, a calibrated relevance cut, at most eight studies, human evidence before
+animal evidence), then composes the clinician answer (:mod:`assistant.answers.clinician`:
+bottom line, quoted results grouped by what they report, notes on the strength of the
+evidence) or the patient answer (:mod:`assistant.answers.patient`: plain-language summaries,
+at most about 150 words at US grade 8 or below, no doses, a reminder), and cites it: one
+:class:`~assistant.types.Citation` per quoted reference and passage, and an evidence table with
+one row per cited study (:class:`assistant.types.EvidenceRow`).
 
-1. a first line saying what the question names that no indexed study covers
-   (:mod:`assistant.answers.gaps`), the evidence then being labelled as related;
-2. a computed bottom line: how many studies of which designs, which direction they point
-   in, per LBP phase, and how consistent they are, each count with its citations;
-3. the studies' result sentences, quoted verbatim with ``[n]``, grouped by what they report
-   (benefit, no difference, mixed or uncertain, harms) or, for a question that compares
-   treatments, by treatment; strongest designs first; animal studies in their own labelled
-   paragraph;
-4. notes on the strength of the evidence; and, beside the text, an evidence table with
-   one row per cited study (:class:`assistant.types.EvidenceRow`).
-
-Patient mode gathers the same way and quotes the studies' plain-language summaries, at
-most about 150 words at US grade 8 or below, with no doses and a reminder. Nothing is
-paraphrased: every evidence sentence equals its source sentence once citation markers and
-whitespace are ignored; what is composed (bottom line, counts, headings, notes) is computed
-from the record fields and reads as such.
+Nothing is paraphrased: every evidence sentence equals its source sentence once citation
+markers and whitespace are ignored (:func:`traceable_share`); what is composed (bottom line,
+counts, headings, notes) is computed from the record fields and reads as such.
 
 An optional LLM (any OpenAI-compatible endpoint, see :mod:`assistant.answers.llm`) can write the
 answer instead; its output is validated and replaced by the extractive answer when it
@@ -30,33 +26,31 @@ cites a source it was not given or leaves a sentence uncited.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from assistant.answers.compose import bottom_line, cite_refs, evidence_rows, group_findings
+from assistant.answers.clinician import ClinicianComposer
+from assistant.answers.compose import Draft, evidence_rows, related_documents, strip_markers
 from assistant.answers.conversation import normalize_history, standalone_query, with_topic
 from assistant.answers.gaps import Gap, find_gaps, gap_line, related_question, word_at
+from assistant.answers.patient import GLOSSARY_FILE, PatientComposer
 from assistant.answers.questions import (
     OUTCOMES_FILE,
     TREATMENTS_FILE,
     about_animals,
-    asked_phases,
-    asks_comparison,
     load_outcomes,
     load_treatments,
     split_question,
 )
 from assistant.answers.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats
-from assistant.answers.synthesis import EvidenceGatherer, Finding, Study, merge_studies
+from assistant.answers.studies import Study
+from assistant.answers.synthesis import EvidenceGatherer, merge_studies
 from assistant.config import Settings
 from assistant.documents.chunking import split_sentences
-from assistant.search.index import bm25_tokenize, word_tokens
+from assistant.search.bm25 import bm25_tokenize, word_tokens
 from assistant.search.retrieval import Filters, Retriever
 from assistant.types import Answer, Citation, Hit, Turn
 
@@ -82,75 +76,9 @@ OOS_REASON = {
     "imaging": "Scans and tests are outside what this assistant covers.",
     "instructions": "This assistant only answers questions about the evidence and follows no other instructions.",
 }
-PATIENT_LEAD = "Here is what studies found."
-PATIENT_REMINDER = "This is general information. It is not medical advice. Talk with your doctor or physical therapist about your own back."
 RED_FLAG_SCOPE_CLINICIAN = "The exercise evidence indexed here concerns nonspecific low back pain; it does not apply until serious causes are excluded."
 RED_FLAG_SCOPE_PATIENT = "Exercise advice is for common back pain. Get checked first."
-ANIMAL_HEADING_CLINICIAN = "Animal studies (mechanisms; not evidence of benefit in people):"
-ANIMAL_HEADING_PATIENT = "Studies in animals (not people):"
-NOTES_HEADING_CLINICIAN = "Strength of evidence:"
-GLOSSARY_HEADING = "Words to know:"
-
-MAX_PATIENT_GRADE = 8.0
-HARD_SENTENCE_PENALTY = 0.03  # per grade point over MAX_PATIENT_GRADE, when picking a plain sentence
 MAX_JUDGED_SENTENCES = 4
-PATIENT_MAX_WORDS = 150
-RELATED_NOTE = "Related evidence follows."
-RELATED_HEADING = "related evidence"
-PART_HEADING = "Part {k} of {n}: {text}"
-_MARKER = re.compile(r"\s*\[\d+(?:\s*[-–,]\s*\d+)*\]")
-
-
-def strip_markers(text: str) -> str:
-    """``text`` without ``[n]`` markers and with whitespace folded (for traceability checks)."""
-    return " ".join(_MARKER.sub("", text).split())
-
-
-@lru_cache(maxsize=4)
-def load_glossary(path: str) -> dict[str, str]:
-    """``{term: plain explanation}`` from a JSON file (empty when the file is missing)."""
-    p = Path(path)
-    if not p.is_file():
-        return {}
-    data = json.loads(p.read_text(encoding="utf-8"))
-    if isinstance(data, dict) and "terms" in data and isinstance(data["terms"], dict):
-        data = data["terms"]
-    return {str(k): str(v) for k, v in data.items()}
-
-
-def readability_grade(text: str) -> float:
-    """Flesch-Kincaid grade of ``text`` without citation markers (textstat)."""
-    import textstat
-
-    return float(textstat.flesch_kincaid_grade(strip_markers(text)))
-
-
-def word_count(text: str) -> int:
-    """Words of ``text`` without citation markers."""
-    return len(strip_markers(text).split())
-
-
-class _Draft:
-    """The paragraphs and quoted sentences of an answer being composed."""
-
-    def __init__(self) -> None:
-        self.paragraphs: list[str] = []
-        self.sentences: list[dict[str, Any]] = []
-
-    def quote(self, finding: Finding) -> str:
-        """The finding as shown (its ``[n]`` markers added unless it carries its own), recorded."""
-        refs = finding.all_refs
-        shown = finding.text if _MARKER.search(finding.text) and not finding.also else cite_refs(finding.text, refs)
-        self.sentences.append(
-            {
-                "text": shown,
-                "refs": list(refs),
-                "passage_id": finding.passage_id,
-                "source": finding.text,
-                "also": [{"refs": list(r), "passage_id": pid, "source": t} for r, pid, t in finding.also],
-            }
-        )
-        return shown
 
 
 class Answerer:
@@ -176,6 +104,12 @@ class Answerer:
             self.retriever.expand,
             self.treatments,
             load_outcomes(self._corpus_file(OUTCOMES_FILE)),
+        )
+        self.clinician = ClinicianComposer(
+            self.gatherer.facets, self.retriever.expand, self.treatments.all, self._doc_meta
+        )
+        self.patient = PatientComposer(
+            self.index, self.retriever.expand, self._doc_meta, self._corpus_file(GLOSSARY_FILE)
         )
 
     # ------------------------------------------------------------------ helpers
@@ -219,13 +153,13 @@ class Answerer:
         studies (or no study) mention."""
         low = question.lower()
         lay = [m.span() for pattern, _ in self.retriever.vocabulary.patterns for m in pattern.finditer(low)]
-        gaps = find_gaps(question, word_tokens, self.gatherer.term_documents(), lay)
+        gaps = find_gaps(question, word_tokens, self.gatherer.catalog.term_documents(), lay)
         animals = about_animals(question)
         for label, pattern in self.treatments.all:
             m = pattern.search(question)
             if not m:
                 continue
-            docs = [d for d in self._doc_meta if label in self.gatherer.mentions(d)]
+            docs = [d for d in self._doc_meta if label in self.gatherer.catalog.mentions(d)]
             phrase = word_at(question, m.start(), m.end())
             if not docs:
                 gaps.append(Gap(phrase, "absent", True))
@@ -304,8 +238,8 @@ class Answerer:
             if generated is not None:
                 return generated
         if mode == "patient":
-            return self._compose_patient(query, gathered, notices, gaps)
-        return self._compose_clinician(query, gathered, notices, gaps)
+            return self._answer(query, self.patient.compose(query, gathered, gaps), mode, notices)
+        return self._answer(query, self.clinician.compose(gathered, gaps), mode, notices)
 
     def _abstain(
         self, mode: str, query: str, notices: Sequence[str], intent: str | None = None, no_match: bool = False
@@ -320,173 +254,12 @@ class Answerer:
         suggestion = SUGGEST_PATIENT if mode == "patient" else SUGGEST_CLINICIAN
         return Answer(f"{first} {suggestion}", (), True, False, mode, query, tuple(notices))
 
-    # ------------------------------------------------------------------ composition
+    # ------------------------------------------------------------------ citations
 
-    def _related(self, studies: Sequence[Study], gaps: Sequence[Gap]) -> set[str]:
-        """Documents shown as related evidence: all of them when a named term is absent from
-        the corpus, the human ones when only animal studies cover it."""
-        if any(g.kind == "absent" for g in gaps):
-            return {s.doc_id for s in studies}
-        if any(g.kind == "animal" for g in gaps):
-            return {s.doc_id for s in studies if not s.animal}
-        return set()
-
-    def _compose_clinician(
-        self, query: str, gathered: Sequence[tuple[str, list[Study]]], notices: Sequence[str], gaps: Sequence[Gap]
-    ) -> Answer:
-        draft = _Draft()
-        if gaps:
-            draft.paragraphs.append(f"{gap_line(gaps)} {RELATED_NOTE}")
-        all_studies = [s for _, studies in gathered for s in studies]
-        related = self._related(all_studies, gaps)
-        for k, (part, studies) in enumerate(gathered, 1):
-            if len(gathered) > 1:
-                draft.paragraphs.append(PART_HEADING.format(k=k, n=len(gathered), text=part))
-            human = [s for s in studies if not s.animal]
-            is_related = bool(human) and all(s.doc_id in related for s in human)
-            line = bottom_line(studies, related=is_related, asked=asked_phases(self.retriever.expand(part)))
-            if line:
-                draft.paragraphs.append(line)
-            pairs = [(s, f) for s in human for f in s.findings]
-            suffix = f" ({RELATED_HEADING})" if is_related else ""
-            if len(human) >= 2:
-                facets, _ = self.gatherer.facets(part)
-                compared = facets if asks_comparison(self.retriever.expand(part)) else ()
-                for heading, items in group_findings(pairs, self.treatments.all, compared):
-                    lines = [draft.quote(f) for _, f in items]
-                    draft.paragraphs.append(f"{heading}{suffix}:\n" + "\n".join(lines))
-            elif pairs:
-                shown = " ".join(draft.quote(f) for _, f in sorted(pairs, key=lambda p: -p[1].score))
-                draft.paragraphs.append(f"Related evidence: {shown}" if is_related else shown)
-            animal = [(s, f) for s in studies if s.animal for f in s.findings]
-            if animal:
-                shown = " ".join(draft.quote(f) for _, f in sorted(animal, key=lambda p: (p[0].rank, -p[1].score)))
-                draft.paragraphs.append(f"{ANIMAL_HEADING_CLINICIAN} {shown}")
-        cited = {pid.rsplit("#", 1)[0] for sentence in draft.sentences for pid in [sentence["passage_id"]]}
-        notes = self._notes([s for s in all_studies if s.doc_id in cited], "clinician", len(all_studies) >= 2)
-        if notes:
-            draft.paragraphs.append(f"{NOTES_HEADING_CLINICIAN} {' '.join(notes)}")
-        return self._answer(query, draft, "clinician", notices, all_studies, related)
-
-    def _compose_patient(
-        self, query: str, gathered: Sequence[tuple[str, list[Study]]], notices: Sequence[str], gaps: Sequence[Gap]
-    ) -> Answer:
-        first: dict[str, Study] = {}
-        for _, part in gathered:  # a study gathered for two parts keeps its first, fuller gathering
-            for study in part:
-                first.setdefault(study.doc_id, study)
-        studies = list(first.values())
-        related = self._related(studies, gaps)
-        # One plain sentence per study (most relevant study first; of its sentences the best
-        # once those over grade 8 are marked down), then second sentences, within the word
-        # budget; the glossary only where words are left; then, while the answer reads over
-        # grade 8, its hardest sentence gives way to an easier one of the same study, or goes.
-        order = sorted(studies, key=lambda s: (s.animal, -s.relevance))
-        if any(g.kind == "animal" for g in gaps):  # the animal evidence the first line points to
-            animal = [s for s in order if s.animal]
-            order = [*order[:1], *animal[:1], *(s for s in order[1:] if s not in animal[:1])]
-        options = {s.doc_id: sorted(s.plain, key=lambda f: -self._plain_score(f)) for s in order}
-        queue = [(s, options[s.doc_id][0]) for s in order if options[s.doc_id]]
-        queue += [(s, f) for s in order for f in options[s.doc_id][1:2]]
-        chosen: list[tuple[Study, Finding]] = []
-        for item in queue:
-            trial = self._patient_draft(query, [*chosen, item], notices, gaps, related, glossary=False)
-            if chosen and word_count(trial.answer) > PATIENT_MAX_WORDS:
-                continue
-            chosen.append(item)
-        answer = self._fit_patient(query, chosen, notices, gaps, related, options)
-        return answer
-
-    def _plain_score(self, finding: Finding) -> float:
-        grade = float(self.index.sentences[finding.row].get("grade", 0.0))
-        return finding.score - HARD_SENTENCE_PENALTY * max(0.0, grade - MAX_PATIENT_GRADE)
-
-    def _fit_patient(
-        self,
-        query: str,
-        chosen: list[tuple[Study, Finding]],
-        notices: Sequence[str],
-        gaps: Sequence[Gap],
-        related: set[str],
-        options: Mapping[str, Sequence[Finding]],
-    ) -> Answer:
-        """The patient answer of ``chosen`` brought to grade 8 or below and the word budget."""
-
-        def draft(items: list[tuple[Study, Finding]]) -> Answer:
-            # The glossary explains the words the answer uses: it keeps its place by letting
-            # the last sentence go, as long as two studies are left.
-            answer = self._patient_draft(query, items, notices, gaps, related)
-            while word_count(answer.answer) > PATIENT_MAX_WORDS and len(items) > 2:
-                items.pop()
-                answer = self._patient_draft(query, items, notices, gaps, related)
-            if word_count(answer.answer) > PATIENT_MAX_WORDS:
-                answer = self._patient_draft(query, items, notices, gaps, related, glossary=False)
-            return answer
-
-        def grade_of(f: Finding) -> float:
-            return float(self.index.sentences[f.row].get("grade", 0.0))
-
-        answer = draft(chosen)
-        while readability_grade(answer.answer) > MAX_PATIENT_GRADE and chosen:
-            study, hardest = max(chosen, key=lambda p: grade_of(p[1]))
-            used = {f.row for _, f in chosen}
-            easier = [f for f in options.get(study.doc_id, ()) if f.row not in used and grade_of(f) < grade_of(hardest)]
-            i = chosen.index((study, hardest))
-            if easier:
-                chosen[i] = (study, min(easier, key=grade_of))
-            elif len(chosen) > 1:
-                del chosen[i]
-            else:
-                break
-            answer = draft(chosen)
-        return answer
-
-    def _patient_draft(
-        self,
-        query: str,
-        chosen: Sequence[tuple[Study, Finding]],
-        notices: Sequence[str],
-        gaps: Sequence[Gap],
-        related: set[str],
-        glossary: bool = True,
-    ) -> Answer:
-        draft = _Draft()
-        studies = list({s.doc_id: s for s, _ in chosen}.values())
-        human = [(s, f) for s, f in chosen if not s.animal]
-        animal = [(s, f) for s, f in chosen if s.animal]
-        if gaps:
-            draft.paragraphs.append(gap_line(gaps, patient=True))
-        if human:
-            is_related = all(s.doc_id in related for s, _ in human)
-            line = bottom_line(
-                studies, patient=True, related=is_related, asked=asked_phases(self.retriever.expand(query))
-            )
-            ordered = sorted(human, key=lambda p: (p[0].level, -p[0].relevance, p[1].row))
-            shown = " ".join(draft.quote(f) for _, f in ordered)
-            draft.paragraphs.append(" ".join(x for x in (PATIENT_LEAD, line, shown) if x))
-        if animal:
-            draft.paragraphs.append(f"{ANIMAL_HEADING_PATIENT} {' '.join(draft.quote(f) for _, f in animal)}")
-        notes = self._notes(studies, "patient", len(studies) >= 2)
-        if notes:
-            draft.paragraphs.append(" ".join(notes))
-        words = self._glossary_lines(" ".join(draft.paragraphs)) if glossary else []
-        if words:
-            draft.paragraphs.append(GLOSSARY_HEADING + "\n" + "\n".join(words))
-        draft.paragraphs.append(PATIENT_REMINDER)
-        for s in studies:  # the table shows what the answer quotes
-            s_quoted = [f for q, f in chosen if q is s]
-            s.plain = s_quoted + [f for f in s.plain if f not in s_quoted]
-        return self._answer(query, draft, "patient", notices, studies, related)
-
-    def _answer(
-        self,
-        query: str,
-        draft: _Draft,
-        mode: str,
-        notices: Sequence[str],
-        studies: Sequence[Study],
-        related: set[str],
-    ) -> Answer:
+    def _answer(self, query: str, draft: Draft, mode: str, notices: Sequence[str]) -> Answer:
+        """The composed ``draft`` as an answer: its citations, and its evidence table of the
+        studies it quotes."""
+        studies, related = draft.studies, draft.related
         quoted = [(s["source"], s["refs"], s["passage_id"]) for s in draft.sentences]
         cited_docs = {pid.rsplit("#", 1)[0] for s in draft.sentences for pid in [s["passage_id"]]}
         cited_docs |= {a["passage_id"].rsplit("#", 1)[0] for s in draft.sentences for a in s["also"]}
@@ -495,7 +268,7 @@ class Answerer:
         shown = [s for s in studies if s.doc_id in cited_docs]
         rows = evidence_rows(shown, self._doc_meta, mode == "patient", related)
         return Answer(
-            answer="\n\n".join(draft.paragraphs),
+            answer=draft.text,
             citations=self._citations(quoted),
             abstained=False,
             red_flag=False,
@@ -537,68 +310,6 @@ class Answerer:
                 )
             )
         return tuple(out)
-
-    def _notes(self, studies: Sequence[Study], mode: str, has_bottom_line: bool) -> list[str]:
-        """Plain statements about the size, agreement and kind of the evidence used."""
-        refs = sorted({n for s in studies for n in s.meta.get("refs") or ()})
-        metas = {n: self._meta(f"ref-{n}") for n in refs}
-        human = [n for n in refs if metas[n] and metas[n].get("design_group") not in ("animal",)]
-        animal = [n for n in refs if metas[n] and metas[n].get("design_group") == "animal"]
-        notes: list[str] = []
-        patient = mode == "patient"
-        if animal and not human:
-            notes.append(
-                "These results come from studies in animals, not people."
-                if patient
-                else "All of the evidence found here comes from animal studies; benefit in people is not shown by it."
-            )
-        trials = [n for n in human if metas[n].get("design_group") in ("trial", "cohort")]
-        reviews = [n for n in human if metas[n].get("design_group") == "review"]
-        if trials and not reviews:
-            sizes: list[int] = [
-                int(metas[n]["sample_size"]) for n in trials if isinstance(metas[n].get("sample_size"), int)
-            ]
-            if len(trials) == 1:
-                size = f" of {sizes[0]} people" if sizes else ""
-                notes.append(
-                    f"This comes from one study{size}, so it is not certain."
-                    if patient
-                    else f"The evidence is small: a single study{size.replace('people', 'participants')} [{trials[0]}]."
-                )
-            elif len(sizes) == len(trials) and max(sizes) < 100:
-                notes.append(
-                    "These studies were small, so the results are not certain."
-                    if patient
-                    else f"The evidence is small: {len(trials)} studies, each with fewer than 100 participants."
-                )
-        directions = {f.direction for s in studies if not s.animal for f in s.findings}
-        if not has_bottom_line and {"benefit", "no difference"} <= directions:
-            notes.append(
-                "The studies do not all agree."
-                if patient
-                else "The findings are mixed: some comparisons favour the intervention and others show little or no difference."
-            )
-        if not patient:
-            for n in refs:
-                meta = metas[n]
-                if meta and meta.get("confidence") not in (None, "high") and meta.get("source_note"):
-                    notes.append(f"Reference {n}: {meta['source_note'].rstrip('.')}.")
-                condition = str(meta.get("condition") or "") if meta else ""
-                if meta and condition and "back" not in condition.lower() and meta.get("design_group") != "animal":
-                    notes.append(f"Reference {n} studied {condition}, not low back pain specifically.")
-        return notes
-
-    def _glossary_lines(self, text: str) -> list[str]:
-        glossary = load_glossary(self._corpus_file("glossary.json"))
-        lines = []
-        low = text.lower()
-        for term, meaning in glossary.items():
-            # The substring test is a cheap exact pre-filter: the regex can only match a substring.
-            if term.lower() in low and re.search(rf"\b{re.escape(term.lower())}\b", low):
-                lines.append(f"{term[:1].upper()}{term[1:]}: {meaning}")
-            if len(lines) >= 4:
-                break
-        return lines
 
     # ------------------------------------------------------------------ optional LLM
 
@@ -661,7 +372,7 @@ class Answerer:
             query=query,
             notices=tuple(notices),
             generator=f"llm:{self.llm_config.model}",
-            evidence=evidence_rows(cited, self._doc_meta, patient, self._related(studies, gaps)),
+            evidence=evidence_rows(cited, self._doc_meta, patient, related_documents(studies, gaps)),
         )
 
 

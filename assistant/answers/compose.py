@@ -1,4 +1,4 @@
-"""Turn gathered studies into the parts of a synthesized answer. Pure functions.
+"""Turn gathered studies into the parts of a synthesized answer.
 
 - :func:`bottom_line`: one computed line: how many studies of which designs, and in which
   direction they point, per LBP phase where the findings name phases, with how consistent
@@ -6,7 +6,13 @@
 - :func:`group_findings`: the quoted sentences grouped by what they report (benefit, no
   difference, mixed or uncertain, harms, other findings) or, for a question that compares
   treatments, by the treatments they name; strongest designs first in each group;
-- :func:`evidence_rows`: one row per cited study for the evidence table.
+- :func:`evidence_rows`: one row per cited study for the evidence table;
+- :func:`evidence_notes`: plain statements on the size, agreement and kind of the evidence;
+- :func:`related_documents`: the studies shown as related evidence when the question names
+  what no study covers;
+- :class:`Draft`: the paragraphs and quoted sentences of an answer being composed
+  (:mod:`assistant.answers.clinician`, :mod:`assistant.answers.patient`), each quote recorded
+  with its source sentence and passage; and :func:`strip_markers` to compare a quote with its source.
 
 Nothing here rewrites a quoted sentence: quotes are only given their ``[n]`` markers.
 """
@@ -28,8 +34,9 @@ from assistant.answers.evidence import (
     evidence_row,
     join_words,
 )
+from assistant.answers.gaps import Gap
 from assistant.answers.questions import Vocabulary, treatments_in
-from assistant.answers.synthesis import Finding, Study
+from assistant.answers.studies import Finding, Study
 from assistant.types import EvidenceRow
 
 COUNTED = ("benefit", "no difference", "uncertain")
@@ -49,6 +56,7 @@ DIRECTION_SHORT = {
 }
 OTHER_PHASES = "other or mixed phases"
 _END = re.compile(r"([.!?]+[\"”')\]]*)$")
+_MARKER = re.compile(r"\s*\[\d+(?:\s*[-–,]\s*\d+)*\]")
 
 Pair = tuple[Study, Finding]
 
@@ -62,6 +70,42 @@ def cite_refs(sentence: str, refs: Sequence[int]) -> str:
     if m:
         return f"{sentence[: m.start()]} {marker}{m.group(1)}"
     return f"{sentence} {marker}"
+
+
+def strip_markers(text: str) -> str:
+    """``text`` without ``[n]`` markers and with whitespace folded (for traceability checks)."""
+    return " ".join(_MARKER.sub("", text).split())
+
+
+class Draft:
+    """The paragraphs and quoted sentences of an answer being composed, and the studies it
+    draws on (``related``: the documents shown as related evidence)."""
+
+    def __init__(self) -> None:
+        self.paragraphs: list[str] = []
+        self.sentences: list[dict[str, Any]] = []
+        self.studies: list[Study] = []
+        self.related: set[str] = set()
+
+    @property
+    def text(self) -> str:
+        """The answer's text: its paragraphs, blank-line separated."""
+        return "\n\n".join(self.paragraphs)
+
+    def quote(self, finding: Finding) -> str:
+        """The finding as shown (its ``[n]`` markers added unless it carries its own), recorded."""
+        refs = finding.all_refs
+        shown = finding.text if _MARKER.search(finding.text) and not finding.also else cite_refs(finding.text, refs)
+        self.sentences.append(
+            {
+                "text": shown,
+                "refs": list(refs),
+                "passage_id": finding.passage_id,
+                "source": finding.text,
+                "also": [{"refs": list(r), "passage_id": pid, "source": t} for r, pid, t in finding.also],
+            }
+        )
+        return shown
 
 
 def _study_directions(studies: Sequence[Study]) -> dict[str | None, dict[str, str]]:
@@ -251,3 +295,66 @@ def evidence_rows(
             doc_id = f"ref-{n}" if doc_meta.get(f"ref-{n}") else study.doc_id
             rows[n] = evidence_row(meta, doc_id, text, passage_id, direction, study.doc_id in related, n=n)
     return tuple(rows.values())
+
+
+def evidence_notes(
+    studies: Sequence[Study], doc_meta: Mapping[str, Mapping[str, Any]], mode: str, has_bottom_line: bool
+) -> list[str]:
+    """Plain statements about the size, agreement and kind of the evidence used."""
+    refs = sorted({n for s in studies for n in s.meta.get("refs") or ()})
+    metas = {n: doc_meta.get(f"ref-{n}", {}) for n in refs}
+    human = [n for n in refs if metas[n] and metas[n].get("design_group") not in ("animal",)]
+    animal = [n for n in refs if metas[n] and metas[n].get("design_group") == "animal"]
+    notes: list[str] = []
+    patient = mode == "patient"
+    if animal and not human:
+        notes.append(
+            "These results come from studies in animals, not people."
+            if patient
+            else "All of the evidence found here comes from animal studies; benefit in people is not shown by it."
+        )
+    trials = [n for n in human if metas[n].get("design_group") in ("trial", "cohort")]
+    reviews = [n for n in human if metas[n].get("design_group") == "review"]
+    if trials and not reviews:
+        sizes: list[int] = [
+            int(metas[n]["sample_size"]) for n in trials if isinstance(metas[n].get("sample_size"), int)
+        ]
+        if len(trials) == 1:
+            size = f" of {sizes[0]} people" if sizes else ""
+            notes.append(
+                f"This comes from one study{size}, so it is not certain."
+                if patient
+                else f"The evidence is small: a single study{size.replace('people', 'participants')} [{trials[0]}]."
+            )
+        elif len(sizes) == len(trials) and max(sizes) < 100:
+            notes.append(
+                "These studies were small, so the results are not certain."
+                if patient
+                else f"The evidence is small: {len(trials)} studies, each with fewer than 100 participants."
+            )
+    directions = {f.direction for s in studies if not s.animal for f in s.findings}
+    if not has_bottom_line and {"benefit", "no difference"} <= directions:
+        notes.append(
+            "The studies do not all agree."
+            if patient
+            else "The findings are mixed: some comparisons favour the intervention and others show little or no difference."
+        )
+    if not patient:
+        for n in refs:
+            meta = metas[n]
+            if meta and meta.get("confidence") not in (None, "high") and meta.get("source_note"):
+                notes.append(f"Reference {n}: {meta['source_note'].rstrip('.')}.")
+            condition = str(meta.get("condition") or "") if meta else ""
+            if meta and condition and "back" not in condition.lower() and meta.get("design_group") != "animal":
+                notes.append(f"Reference {n} studied {condition}, not low back pain specifically.")
+    return notes
+
+
+def related_documents(studies: Sequence[Study], gaps: Sequence[Gap]) -> set[str]:
+    """Documents shown as related evidence: all of them when a named term is absent from
+    the corpus, the human ones when only animal studies cover it."""
+    if any(g.kind == "absent" for g in gaps):
+        return {s.doc_id for s in studies}
+    if any(g.kind == "animal" for g in gaps):
+        return {s.doc_id for s in studies if not s.animal}
+    return set()

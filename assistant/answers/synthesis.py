@@ -16,28 +16,24 @@ or two. :class:`EvidenceGatherer` decides which, in three steps:
    asked about (chronic when acute is asked) leaves. At most :data:`MAX_STUDIES`, human
    evidence before animal evidence.
 3. **Findings**: from each kept study, the sentences that report a result (framing and
-   method sentences are left out, and so are sentences about an excluded phase), at most
-   two per study and only close to the study's best. A sentence that nearly repeats one
-   already taken from another study is merged into it when both say the same thing, so
-   the claim cites both, and dropped otherwise; a second sentence of the same study must
-   add something (a lower bar for "nearly repeats").
+   method sentences are left out, and so are sentences about an excluded phase), scored
+   here and chosen by :mod:`assistant.answers.selection`: at most two per study and only
+   close to the study's best, without near-repeats.
 
-What the sentences say (direction, phase) is labelled by :mod:`assistant.answers.evidence`;
-:mod:`assistant.answers.compose` turns the gathered studies into the answer.
+What each document is about, mentions and reports comes from :mod:`assistant.answers.catalog`;
+what the sentences say (direction, phase) is labelled by :mod:`assistant.answers.evidence`; the
+gathered :class:`~assistant.answers.studies.Study` records go to :mod:`assistant.answers.compose`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from assistant.answers.directives import is_instruction
-from assistant.answers.evidence import is_framing, phase_key, sentence_direction, sentence_phases
-from assistant.answers.gaps import QUESTION_WORDS
+from assistant.answers.catalog import QUOTABLE_SECTIONS_EXCLUDED, Catalog
 from assistant.answers.questions import (
     Treatments,
     Vocabulary,
@@ -48,9 +44,10 @@ from assistant.answers.questions import (
     phase_conflicts,
     treatments_in,
 )
-from assistant.documents.corpus import parse_citation_markers
+from assistant.answers.selection import MIN_FACET_SIMILARITY, MIN_FINDING_SIMILARITY, select_findings
+from assistant.answers.studies import Finding, Study
+from assistant.documents.reprint import parse_citation_markers
 from assistant.search.fusion import aggregate_max, top_k
-from assistant.search.index import word_tokens
 from assistant.types import Hit
 
 # Calibrated on the dev split of datasets/lbp-dev/answers (broad and in-scope questions):
@@ -58,7 +55,6 @@ from assistant.types import Hit
 CANDIDATE_DOCS = 12
 MAX_STUDIES = 8
 MIN_RELATIVE_SCORE = 0.45
-MIN_FINDING_SIMILARITY = 0.30
 PHASE_MATCH_SHARE = 0.85
 # A result sentence this close to the question makes its study relevant whatever the study's
 # fused score; the studies of the best such sentences of the whole index are candidates.
@@ -66,20 +62,10 @@ MIN_STRONG_SIMILARITY = 0.60
 SENTENCE_CANDIDATES = 8
 RARE_PHASE = 0.25
 PATIENT_CUT_SHARE = 0.75
-DISTINCTIVE_SHARE = 0.3
 MIN_COVERAGE = 0.35
 PATIENT_COVERAGE_SHARE = 0.5
-MIN_FACET_SIMILARITY = 0.20
 FACET_DOCS = 2
 ASPECT_DOCS = 3
-# Per study: sentences within this margin of its best one, at most PER_STUDY of them.
-SENTENCE_MARGIN = 0.15
-PER_STUDY = 3
-MAX_FINDINGS = 16
-NEAR_DUPLICATE = 0.88
-SAME_STUDY_DUPLICATE = 0.70
-# Two sentences of one study sharing this share of the shorter one's content words say the same thing.
-SAME_WORDS = 0.6
 SECTION_BONUS = {"key_findings": 0.08, "conclusion": 0.05}
 RESULT_BONUS = 0.10
 FACET_BONUS = 0.05
@@ -87,125 +73,8 @@ ASKED_BONUS = 0.05
 # A sentence that opens with a pronoun leans on the one before it; quoted alone it is unclear.
 DANGLING = re.compile(r"^(it|its|they|their|them|this|these|those|such|he|she)\b", re.IGNORECASE)
 DANGLING_PENALTY = 0.10
-QUOTABLE_SECTIONS_EXCLUDED = ("study", "citation")
 SPECIFIC_PHASES = ("acute", "subacute", "chronic", "recurrent", "prevention")
 PATIENT_DOSE = re.compile(r"\b\d+\s?(mg|mcg|milligrams?)\b", re.IGNORECASE)
-# Record fields that say what a study is about (for "studies about a treatment").
-ABOUT_FIELDS = ("title", "keywords", "interventions", "comparators")
-
-
-_CONTENT_WORD = re.compile(r"[a-z0-9][a-z0-9-]+")
-_FUNCTION_WORDS = frozenset(
-    # Words that say nothing about a finding
-    re.findall(
-        r"\w+",
-        "the and for with than that this from were was are has have had its their they been but not "
-        "into over both all any more less most some such in it is no of to an on as at by or be",
-    )
-)
-
-
-def word_overlap(a: str, b: str) -> float:
-    """Shared content words over the content words of the shorter sentence (0 to 1)."""
-    wa = {w for w in _CONTENT_WORD.findall(a.lower()) if w not in _FUNCTION_WORDS}
-    wb = {w for w in _CONTENT_WORD.findall(b.lower()) if w not in _FUNCTION_WORDS}
-    if not wa or not wb:
-        return 0.0
-    return len(wa & wb) / min(len(wa), len(wb))
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One quotable sentence of a study, scored for a question.
-
-    Attributes:
-        row: its row in the index's sentence table.
-        text: the sentence, verbatim.
-        doc_id / passage_id: where it stands.
-        refs: the reference numbers it is cited as.
-        score: similarity to the question plus the section, result and treatment bonuses.
-        similarity: cosine to the question.
-        direction / phases: see :mod:`assistant.answers.evidence`.
-        also: (refs, passage_id, text) of near-identical sentences of other studies that
-            say the same thing (their studies are cited with this claim).
-        on_facet: it names a treatment or outcome the question asks about.
-    """
-
-    row: int
-    text: str
-    doc_id: str
-    passage_id: str
-    refs: tuple[int, ...]
-    score: float
-    similarity: float
-    direction: str
-    phases: tuple[str, ...]
-    also: tuple[tuple[tuple[int, ...], str, str], ...] = ()
-    on_facet: bool = False
-
-    @property
-    def all_refs(self) -> tuple[int, ...]:
-        return tuple(sorted({*self.refs, *(n for refs, _, _ in self.also for n in refs)}))
-
-
-@dataclass(eq=False)
-class Study:
-    """A document considered for the answer, with what it contributes.
-
-    ``findings`` are clinician sentences (they give the direction in both modes);
-    ``plain`` its plain-language sentences for patient answers.
-    """
-
-    doc_id: str
-    meta: Mapping[str, Any]
-    rank: int
-    relative_score: float
-    findings: list[Finding] = field(default_factory=list)
-    plain: list[Finding] = field(default_factory=list)
-    facets: tuple[str, ...] = ()
-    coverage: float = 1.0
-
-    @property
-    def level(self) -> int:
-        return int(self.meta.get("evidence_level", 4))
-
-    @property
-    def animal(self) -> bool:
-        return self.meta.get("design_group") == "animal"
-
-    @property
-    def top_similarity(self) -> float:
-        """Cosine of the study's best result sentence (either audience) to the question."""
-        return max((f.similarity for f in (*self.findings, *self.plain)), default=0.0)
-
-    @property
-    def result_similarity(self) -> float:
-        """Cosine of the study's best sentence that reports a result (benefit, no difference,
-        uncertain, harm): a study is relevant for what it found, not for its background."""
-        return max((f.similarity for f in (*self.findings, *self.plain) if f.direction != "finding"), default=0.0)
-
-    @property
-    def relevance(self) -> float:
-        """Relative fused score plus best result-sentence similarity (orders candidates)."""
-        return self.relative_score + self.top_similarity
-
-    @property
-    def direction(self) -> str:
-        """The direction of the study's main (best) finding, ``finding`` without one."""
-        return self.findings[0].direction if self.findings else "finding"
-
-    def phase_of(self, finding: Finding) -> str | None:
-        return phase_key(finding.phases, self.meta.get("lbp_phase"))
-
-
-@dataclass(frozen=True)
-class _SentenceInfo:
-    row: int
-    audience: str
-    section: str
-    direction: str
-    phases: tuple[str, ...]
-    framing: bool
 
 
 class EvidenceGatherer:
@@ -235,112 +104,7 @@ class EvidenceGatherer:
         self.expand = expand
         self.treatments = treatments or Treatments()
         self.outcomes = outcomes
-        self._info: dict[str, list[_SentenceInfo]] = {}
-        self._about: dict[str, tuple[str, ...]] | None = None
-        self._mentions: dict[str, set[str]] = {}
-        self._reports: dict[str, set[str]] = {}
-        self._texts: dict[str, str] | None = None
-        self._term_docs: dict[str, set[str]] | None = None
-        self._labels: dict[int, frozenset[str]] = {}
-        self._asking: set[str] | None = None
-        self._phase_shares: dict[str, float] | None = None
-
-    # ------------------------------------------------------------------ per document
-
-    def sentences_of(self, doc_id: str) -> list[_SentenceInfo]:
-        """The labelled sentences of a document (computed once per document)."""
-        if doc_id not in self._info:
-            infos = []
-            for r in self.index.sentence_rows(doc_id):
-                rec = self.index.sentences[r]
-                text = rec["text"]
-                infos.append(
-                    _SentenceInfo(
-                        row=r,
-                        audience=str(rec.get("audience", "clinician")),
-                        section=str(rec.get("section") or ""),
-                        direction=sentence_direction(text),
-                        phases=sentence_phases(text),
-                        framing=is_framing(text) or is_instruction(text),  # neither is a finding
-                    )
-                )
-            self._info[doc_id] = infos
-        return self._info[doc_id]
-
-    def about(self) -> dict[str, tuple[str, ...]]:
-        """Document id -> the treatments its record is about (title, keywords, arms), those
-        of its title first."""
-        if self._about is None:
-            about = {}
-            for doc_id, meta in self.doc_meta.items():
-                fields = []
-                for key in ABOUT_FIELDS:
-                    value = meta.get(key)
-                    fields.extend(value if isinstance(value, list) else [value] if value else [])
-                named = treatments_in(" ".join(str(f) for f in fields), self.treatments.all)
-                titled = set(treatments_in(str(meta.get("title") or ""), self.treatments.all))
-                about[doc_id] = tuple(sorted(named, key=lambda label: label not in titled))
-            self._about = about
-        return self._about
-
-    def titled(self, doc_id: str, facet: str) -> bool:
-        """Whether the document's title names ``facet`` (the study is specifically about it)."""
-        pattern = dict(self.treatments.all).get(facet)
-        return bool(pattern and pattern.search(str(self.doc_meta.get(doc_id, {}).get("title") or "")))
-
-    def mentions(self, doc_id: str) -> set[str]:
-        """The treatments a document names anywhere (its record or its text)."""
-        if doc_id not in self._mentions:
-            # The text only: labelling the sentences (sentences_of) is not needed to find names in it.
-            text = " ".join(self.index.sentences[r]["text"] for r in self.index.sentence_rows(doc_id))
-            self._mentions[doc_id] = set(self.about().get(doc_id, ())) | set(treatments_in(text, self.treatments.all))
-        return self._mentions[doc_id]
-
-    def reporting(self, outcome: str) -> set[str]:
-        """The documents whose quotable sections name ``outcome`` (safety, work, cost...)."""
-        if outcome not in self._reports:
-            if self._texts is None:
-                texts: dict[str, list[str]] = {}
-                for rec in self.index.sentences:
-                    if rec.get("section") not in QUOTABLE_SECTIONS_EXCLUDED:
-                        texts.setdefault(str(rec["doc_id"]), []).append(rec["text"])
-                self._texts = {d: " ".join(t) for d, t in texts.items()}
-            pattern = dict(self.outcomes)[outcome]
-            self._reports[outcome] = {d for d, text in self._texts.items() if pattern.search(text)}
-        return self._reports[outcome]
-
-    def labels_of(self, row: int) -> frozenset[str]:
-        """The treatments and outcomes sentence ``row`` names (computed once per sentence)."""
-        labels = self._labels.get(row)
-        if labels is None:
-            text = self.index.sentences[row]["text"]
-            labels = frozenset(treatments_in(text, (*self.treatments.all, *self.outcomes)))
-            self._labels[row] = labels
-        return labels
-
-    def term_documents(self) -> dict[str, set[str]]:
-        """BM25 token -> the documents that contain it (from the index, computed once)."""
-        if self._term_docs is None:
-            self._term_docs = self.index.term_documents() if hasattr(self.index, "term_documents") else {}
-        return self._term_docs
-
-    def coverage(self, question: str) -> Callable[[str], float]:
-        """doc id -> the share of the question's distinctive words the document contains, each
-        word weighted by its inverse document frequency. Distinctive: in at most
-        :data:`DISTINCTIVE_SHARE` of the documents ("adherence", "dose", not "exercise")."""
-        term_docs = self.term_documents()
-        n_docs = max(1, len(self.doc_meta))
-        weights = {}
-        if self._asking is None:  # words that ask rather than name ("actually", "good", "work")
-            self._asking = set(word_tokens(" ".join(sorted(QUESTION_WORDS))))
-        for token in set(word_tokens(question)) - self._asking:
-            docs = term_docs.get(token)
-            if docs and len(docs) <= DISTINCTIVE_SHARE * n_docs:
-                weights[token] = float(np.log(n_docs / len(docs)))
-        total = sum(weights.values())
-        if not total:
-            return lambda doc_id: 1.0
-        return lambda doc_id: sum(w for t, w in weights.items() if doc_id in term_docs[t]) / total
+        self.catalog = Catalog(index, doc_meta, self.treatments, outcomes)
 
     def _vectors(self, rows: Sequence[int]) -> np.ndarray:
         if self.index.sentence_embeddings is not None:
@@ -365,7 +129,7 @@ class EvidenceGatherer:
         """The document's quotable sentences for ``audience``, best first."""
         infos = [
             s
-            for s in self.sentences_of(doc_id)
+            for s in self.catalog.sentences_of(doc_id)
             if s.audience == audience
             and s.section not in QUOTABLE_SECTIONS_EXCLUDED
             and not s.framing
@@ -386,7 +150,7 @@ class EvidenceGatherer:
                 continue  # a sentence that cannot be cited is not used
             score = float(sim) + SECTION_BONUS.get(s.section, 0.0)
             score += RESULT_BONUS if s.direction != "finding" else 0.0
-            on_facet = bool(facet_set and facet_set & self.labels_of(s.row))
+            on_facet = bool(facet_set and facet_set & self.catalog.labels_of(s.row))
             score += FACET_BONUS if on_facet else 0.0
             score += ASKED_BONUS if s.direction in wanted else 0.0
             score -= DANGLING_PENALTY if DANGLING.match(rec["text"]) else 0.0
@@ -448,17 +212,17 @@ class EvidenceGatherer:
         best = scores[0][1] if scores[0][1] > 0 else 1.0
         relative = {d: s / best for d, s in scores}
         docs = [d for d, _ in scores[:CANDIDATE_DOCS]]
-        about = self.about()
+        about = self.catalog.about()
         for facet in facets:
             docs.extend(d for d, labels in about.items() if facet in labels and d not in docs)
         for aspect in aspects:
-            docs.extend(d for d in sorted(self.reporting(aspect)) if d not in docs)
+            docs.extend(d for d in sorted(self.catalog.reporting(aspect)) if d not in docs)
         q = self.encode(expanded)
         for doc_id in self.sentence_documents(q):  # a study may bear on the question in one sentence
             if doc_id not in docs:
                 docs.append(doc_id)
         rank = {d: i for i, (d, _) in enumerate(scores)}
-        covered = self.coverage(expanded)
+        covered = self.catalog.coverage(expanded)
         out = []
         for doc_id in docs:
             study = Study(
@@ -507,20 +271,13 @@ class EvidenceGatherer:
         share = PATIENT_CUT_SHARE if patient else 1.0
         bar = MIN_RELATIVE_SCORE * share
         phase = study.meta.get("lbp_phase")
-        if asked and phase in asked and self.phase_share(str(phase)) < RARE_PHASE:
+        if asked and phase in asked and self.catalog.phase_share(str(phase)) < RARE_PHASE:
             bar *= PHASE_MATCH_SHARE
         if study.rank == 0 or study.result_similarity >= MIN_STRONG_SIMILARITY:
             return True
         if study.coverage < MIN_COVERAGE * (PATIENT_COVERAGE_SHARE if patient else 1.0):
             return False
         return study.relative_score >= bar and study.result_similarity >= MIN_FINDING_SIMILARITY * share
-
-    def phase_share(self, phase: str) -> float:
-        """Share of the human studies whose population is of ``phase``."""
-        if self._phase_shares is None:
-            human = [m.get("lbp_phase") for m in self.doc_meta.values() if m.get("species") == "human"]
-            self._phase_shares = {str(p): human.count(p) / len(human) for p in set(human)} if human else {}
-        return self._phase_shares.get(phase, 0.0)
 
     def gather(
         self, query: str, hits: Sequence[Hit], exclude_rows: set[int] | None = None, patient: bool = False
@@ -547,8 +304,8 @@ class EvidenceGatherer:
             s
             for s in candidates
             if self.relevant(s, asked, patient)
-            and (not strict or self.mentions(s.doc_id) & set(facets))
-            and (not aspects_strict or any(s.doc_id in self.reporting(a) for a in aspects))
+            and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
+            and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in aspects))
         ]
         # The best studies about each treatment asked about: for a treatment the question
         # names, those of the phase asked about, then those named for it in their title; for
@@ -562,7 +319,9 @@ class EvidenceGatherer:
                 for s in candidates
                 if facet in s.facets
                 and any(
-                    f.similarity >= MIN_FACET_SIMILARITY and f.direction != "finding" and facet in self.labels_of(f.row)
+                    f.similarity >= MIN_FACET_SIMILARITY
+                    and f.direction != "finding"
+                    and facet in self.catalog.labels_of(f.row)
                     for f in (*s.findings, *s.plain)
                 )
             ]
@@ -572,8 +331,8 @@ class EvidenceGatherer:
             def preference(s: Study, facet: str = facet) -> tuple[Any, ...]:
                 other_phase = bool(asked) and s.meta.get("lbp_phase") not in asked
                 if strict:
-                    return (other_phase, not self.titled(s.doc_id, facet), -s.relevance)
-                return (not self.titled(s.doc_id, facet), s.level, other_phase, -s.relevance)
+                    return (other_phase, not self.catalog.titled(s.doc_id, facet), -s.relevance)
+                return (not self.catalog.titled(s.doc_id, facet), s.level, other_phase, -s.relevance)
 
             if not strict and asked:  # "which type" for a phase: not the studies of another phase
                 about = [
@@ -590,10 +349,10 @@ class EvidenceGatherer:
                 for s in candidates
                 if (animals_asked or not s.animal)
                 and any(
-                    f.similarity >= MIN_FACET_SIMILARITY and aspect in self.labels_of(f.row)
+                    f.similarity >= MIN_FACET_SIMILARITY and aspect in self.catalog.labels_of(f.row)
                     for f in (*s.findings, *s.plain)
                 )
-                and (not strict or self.mentions(s.doc_id) & set(facets))
+                and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
             ]
             picked.extend(sorted(reporting, key=lambda s: -s.relevance)[:ASPECT_DOCS])
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
@@ -603,70 +362,11 @@ class EvidenceGatherer:
             key=lambda s: (s.animal and not animals_asked, s.rank != 0, order.get(id(s), len(order)), -s.relevance)
         )
         kept = kept[:MAX_STUDIES]
-        self._select(kept, exclude_rows or set())
+        select_findings(kept, exclude_rows or set(), self._vectors)
         merged = {pid.rsplit("#", 1)[0] for s in kept for f in (*s.findings, *s.plain) for _, pid, _ in f.also}
         kept = [s for s in kept if s.findings or s.plain or s.doc_id in merged]
         kept.sort(key=lambda s: (s.level, -s.relevance))
         return kept
-
-    def _select(self, studies: Sequence[Study], exclude: set[int]) -> None:
-        """Keep each study's best findings (clinician and plain), without near-repeats.
-
-        Round by round: every study's best acceptable sentence first (most relevant study
-        first), then second sentences, up to :data:`PER_STUDY`, so that the answer's cap of
-        :data:`MAX_FINDINGS` sentences never leaves a kept study without its main finding.
-        """
-        ordered = sorted(studies, key=lambda s: -s.relevance)
-        for audience in ("clinician", "patient"):
-            pools = {id(s): list(s.findings if audience == "clinician" else s.plain) for s in ordered}
-            chosen: dict[int, list[Finding]] = {id(s): [] for s in ordered}
-            taken: list[Finding] = []
-            vectors: list[np.ndarray] = []
-            for _ in range(PER_STUDY):
-                for study in ordered:
-                    pool, mine = pools[id(study)], chosen[id(study)]
-                    top = pool[0].score if pool else 0.0
-                    while pool and len(taken) < MAX_FINDINGS:
-                        f = pool.pop(0)
-                        if f.row in exclude or f.score < top - SENTENCE_MARGIN:
-                            continue
-                        if mine and f.similarity < (MIN_FACET_SIMILARITY if f.on_facet else MIN_FINDING_SIMILARITY):
-                            continue  # a further sentence must be close, or name what the question asks about
-                        v = self._vectors([f.row])[0]
-                        if mine and (
-                            float(np.max(self._vectors([c.row for c in mine]) @ v)) > SAME_STUDY_DUPLICATE
-                            or max(word_overlap(f.text, c.text) for c in mine) >= SAME_WORDS
-                        ):
-                            continue  # a second sentence of a study must add something
-                        if vectors:
-                            sims = np.asarray(vectors) @ v
-                            j = int(np.argmax(sims))
-                            if sims[j] > NEAR_DUPLICATE:
-                                taken[j] = self._merge(taken[j], f, list(chosen.values()))
-                                continue
-                        mine.append(f)
-                        taken.append(f)
-                        vectors.append(v)
-                        break
-            for study in ordered:
-                if audience == "clinician":
-                    study.findings = chosen[id(study)]
-                else:
-                    study.plain = chosen[id(study)]
-
-    @staticmethod
-    def _merge(kept: Finding, repeat: Finding, lists: Sequence[list[Finding]]) -> Finding:
-        """Cite ``repeat``'s study with ``kept`` when the two sentences say the same thing;
-        returns the finding that now stands for both (``kept`` itself when they differ),
-        having put it in ``kept``'s place in ``lists``."""
-        if repeat.doc_id == kept.doc_id or repeat.direction != kept.direction:
-            return kept
-        merged = replace(kept, also=(*kept.also, (repeat.refs, repeat.passage_id, repeat.text)))
-        for findings in lists:
-            for i, f in enumerate(findings):
-                if f is kept:
-                    findings[i] = merged
-        return merged
 
 
 def merge_studies(first: Sequence[Study], second: Sequence[Study], animal_first: bool = False) -> list[Study]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from assistant.documents.corpus import parse_citation_markers
+from assistant.documents.reprint import parse_citation_markers
 from assistant.types import Document, Passage, passage_id
 
 TokenCounter = Callable[[str], int]

@@ -14,7 +14,7 @@ The result is cached by content::
 ``<key>`` hashes the base model's weights, the pairs and :data:`RECIPE`, so a corpus whose
 pairs did not change reuses the model, and a rebuild after a settings change trains nothing.
 The folder is written beside its final name and renamed into place, so a crash never leaves
-half a model. The index keeps its own copy (``index/model/``, see :mod:`assistant.search.index`),
+half a model. The index keeps its own copy (``index/model/``, see :mod:`assistant.search.folder`),
 so the cache can be deleted at any time.
 
 Training needs torch (sentence-transformers); it is seeded and runs on the CPU, but thread

@@ -57,7 +57,8 @@ def evaluate_answers(bot: Any, dataset: Path = DEFAULT_ANSWER_SETS, progress: bo
     Returns:
         ``{"metrics": {...}, "failures": {...}}``; failures list the ids that missed.
     """
-    from assistant.answers.answer import readability_grade, traceable_share
+    from assistant.answers.answer import traceable_share
+    from assistant.answers.patient import readability_grade
 
     passages = {p.id: p.text for p in bot.index.passages}
     sets = {name: list(read_jsonl(dataset / f"{name}.jsonl")) for name in

@@ -54,7 +54,7 @@ def repeated_pairs(sentences: Sequence[Mapping[str, Any]]) -> int:
 
 def score_answer(answer: Any, item: Mapping[str, Any]) -> dict[str, float]:
     """The per-answer measures of one broad question (see the module docstring)."""
-    from assistant.answers.answer import readability_grade, word_count
+    from assistant.answers.patient import readability_grade, word_count
 
     relevance = {int(k): int(v) for k, v in item["relevance"].items()}
     essential = {n for n, g in relevance.items() if g >= 2}

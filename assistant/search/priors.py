@@ -5,7 +5,7 @@ Two signals that the words of a question miss but its reader expects:
 - **strength of evidence**: for the same match, a systematic review answers "does X work?"
   better than a narrative review or an animal study. The prior maps the passage's
   ``evidence_level`` (1 systematic reviews ... 5 animal studies, see
-  :func:`assistant.documents.corpus.evidence_level`) to ``(5 - level) / 4``: 1.0, 0.75, 0.5, 0.25, 0.0.
+  :func:`assistant.documents.records.evidence_level`) to ``(5 - level) / 4``: 1.0, 0.75, 0.5, 0.25, 0.0.
   Passages without a level get 0; a corpus whose documents all share one level (any BEIR
   dataset) is ranked exactly as without the prior.
 - **phase of low back pain**: a question about pain that started "two days ago" (expanded to

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from assistant.config import Settings
+from assistant.search.bm25 import bm25_tokenize
 from assistant.search.expansion import EMPTY, LAY_TERMS_FILE, load_lay_vocabulary
 from assistant.search.fusion import aggregate_max, fuse_convex, fuse_rrf, mmr, rocchio, top_k
-from assistant.search.index import Index, bm25_tokenize
+from assistant.search.index import Index
 from assistant.search.priors import document_phase, evidence_prior, phase_match, query_phases
 from assistant.types import Hit
 

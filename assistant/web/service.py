@@ -222,7 +222,8 @@ def needs_build(settings: Settings) -> bool:
     """True when ``settings.index_dir`` is missing, unreadable or stale (a build is due)."""
     from assistant.documents.corpus import documents_hash, load_corpus
     from assistant.errors import IndexProblem
-    from assistant.search.index import Index, staleness
+    from assistant.search.build import staleness
+    from assistant.search.index import Index
 
     try:
         index = Index.load(settings.index_dir)
@@ -262,6 +263,6 @@ def _build_in_child(settings: Settings) -> int:
 
 def _load(settings: Settings, log: Callable[[str], None]) -> Assistant:
     from assistant.bot import Assistant
-    from assistant.search.index import ensure_index
+    from assistant.search.build import ensure_index
 
     return Assistant(ensure_index(settings, log=log), settings)

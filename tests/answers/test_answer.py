@@ -11,8 +11,10 @@ from typing import ClassVar
 
 import pytest
 
-from assistant.answers.answer import MAX_QUESTION_CHARS, Answerer, readability_grade, strip_markers, traceable_share
+from assistant.answers.answer import MAX_QUESTION_CHARS, Answerer, traceable_share
+from assistant.answers.compose import strip_markers
 from assistant.answers.llm import LLMConfig
+from assistant.answers.patient import readability_grade
 from assistant.documents.chunking import split_sentences
 
 QUESTIONS = [

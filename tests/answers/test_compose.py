@@ -8,7 +8,7 @@ from typing import Any
 
 from assistant.answers.compose import GENERAL_GROUP, bottom_line, cite_refs, evidence_rows, group_findings
 from assistant.answers.questions import load_treatments
-from assistant.answers.synthesis import Finding, Study
+from assistant.answers.studies import Finding, Study
 from assistant.documents.corpus import load_corpus
 
 TREATMENTS = Path(__file__).resolve().parents[2] / "corpus" / "treatments.json"

@@ -21,15 +21,11 @@ from typing import Any
 import pytest
 from test_llm import FakeEndpoint, Reply, serve_stand_in
 
-from assistant.answers.answer import (
-    NOTES_HEADING_CLINICIAN,
-    PATIENT_LEAD,
-    PATIENT_REMINDER,
-    Answerer,
-    strip_markers,
-    traceable_share,
-)
+from assistant.answers.answer import Answerer, traceable_share
+from assistant.answers.clinician import NOTES_HEADING_CLINICIAN
+from assistant.answers.compose import strip_markers
 from assistant.answers.directives import find_links, is_instruction
+from assistant.answers.patient import PATIENT_LEAD, PATIENT_REMINDER
 from assistant.sources.ingest import ingest_files
 from assistant.types import Answer
 from assistant.web import webui

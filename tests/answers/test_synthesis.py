@@ -6,13 +6,8 @@ import re
 
 import pytest
 
-from assistant.answers.answer import (
-    MAX_PATIENT_GRADE,
-    PATIENT_MAX_WORDS,
-    readability_grade,
-    traceable_share,
-    word_count,
-)
+from assistant.answers.answer import traceable_share
+from assistant.answers.patient import MAX_PATIENT_GRADE, PATIENT_MAX_WORDS, readability_grade, word_count
 from assistant.evaluation.broad_eval import repeated_pairs
 
 

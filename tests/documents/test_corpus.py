@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.documents.corpus import (
-    load_corpus,
-    load_reference_records,
-    parse_citation,
-    parse_citation_markers,
-    parse_topic_reprint,
-)
+from assistant.documents.corpus import load_corpus
+from assistant.documents.records import load_reference_records
+from assistant.documents.reprint import parse_citation, parse_citation_markers, parse_topic_reprint
 from assistant.errors import FormatError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,8 @@ import pytest
 from assistant.config import Settings
 from assistant.encoders import adaptation
 from assistant.errors import IndexProblem
-from assistant.search.index import Index, build_index, ensure_index, staleness
+from assistant.search.build import build_index, ensure_index, staleness
+from assistant.search.index import Index
 from assistant.search.retrieval import Retriever
 from assistant.types import Document, Section
 
@@ -203,7 +204,7 @@ from pathlib import Path
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 from assistant.encoders import adaptation
 from assistant.config import Settings
-from assistant.search.index import build_index
+from assistant.search.build import build_index
 from assistant.types import Document, Section
 
 recipe, docs, index_dir, cache = json.loads(sys.argv[1])

@@ -1,4 +1,4 @@
-"""Tests for assistant/evaluation/evaluate.py: metrics through ranx, significance, reports, the eval CLI."""
+"""Tests for assistant/evaluation/ (evaluate.py, metrics.py, report.py): metrics through ranx, significance, reports, the eval CLI."""
 
 from __future__ import annotations
 
@@ -10,17 +10,9 @@ import pytest
 
 from assistant.config import Settings
 from assistant.evaluation.beir import read_trec_run
-from assistant.evaluation.evaluate import (
-    compare_runs,
-    corpus_cache_key,
-    evaluate_runs,
-    load_eval_dataset,
-    mean_scores,
-    metric_names,
-    per_query_scores,
-    plot_report,
-    report_markdown,
-)
+from assistant.evaluation.evaluate import corpus_cache_key, load_eval_dataset
+from assistant.evaluation.metrics import compare_runs, evaluate_runs, mean_scores, metric_names, per_query_scores
+from assistant.evaluation.report import plot_report, report_markdown
 
 TINY = Path(__file__).parents[1] / "fixtures" / "tiny-beir"
 METRICS = metric_names(10)

@@ -11,7 +11,8 @@ import pytest
 from assistant.config import Settings
 from assistant.documents.corpus import documents_hash
 from assistant.errors import IndexProblem
-from assistant.search.index import Index, build_index, ensure_index, make_faiss_index, staleness
+from assistant.search.build import build_index, ensure_index, make_faiss_index, staleness
+from assistant.search.index import Index
 from assistant.types import Document, Section
 
 DOCS = [
@@ -146,7 +147,7 @@ def test_added_documents_use_the_recorded_encoder(settings: Settings) -> None:
 
 
 def test_duplicate_texts_are_encoded_once(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from assistant.search import index as index_module
+    from assistant.search import encoding as index_module
 
     seen: list[int] = []
 

@@ -17,7 +17,6 @@ from assistant.documents.corpus import load_corpus
 from assistant.errors import IndexProblem
 from assistant.sources.formats import parse_file
 from assistant.sources.ingest import (
-    _Keys,
     ingest_files,
     normalize_doi,
     normalize_title,
@@ -25,6 +24,7 @@ from assistant.sources.ingest import (
     renumber_citations,
     same_work,
 )
+from assistant.sources.ingest_plan import _Keys
 
 ROOT = Path(__file__).parents[2]
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "ingest"
@@ -174,7 +174,7 @@ def test_the_same_files_twice_add_nothing(corpus_docs: list[Any]) -> None:
 @pytest.fixture(scope="module")
 def base_index(tmp_path_factory: pytest.TempPathFactory, corpus_docs: list[Any]) -> Path:
     """A small real index: the topic and references 4, 20 and 51 (kept small to embed fast)."""
-    from assistant.search.index import build_index
+    from assistant.search.build import build_index
 
     docs = [d for d in corpus_docs if d.doc_id in {"topic", "ref-4", "ref-20", "ref-51"}]
     folder = tmp_path_factory.mktemp("base") / "index"

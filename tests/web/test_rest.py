@@ -1,4 +1,4 @@
-"""The REST API (assistant/web/rest.py) in process, with a stand-in assistant: status codes, JSON
+"""The REST API (assistant/web/rest.py, schemas.py) in process, with a stand-in assistant: status codes, JSON
 errors, bounds, login and schema. The running app's REST answers are tested in test_app.py."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from assistant.limits import MAX_QUESTION_CHARS, MAX_SEARCH_K
 from assistant.types import Answer, Citation, Hit, Passage
 from assistant.web import rest
 from assistant.web.service import AssistantService, NotReady
@@ -94,7 +95,7 @@ def test_ask_and_search_return_the_cli_json(client: TestClient, stub: StubAssist
     [
         ("ask", {"question": ""}, "question: String should have at least 1 character"),
         ("ask", {"question": "   "}, "question: String should have at least 1 character"),
-        ("ask", {"question": "x" * (rest.MAX_QUESTION_CHARS + 1)}, "question: String should have at most"),
+        ("ask", {"question": "x" * (MAX_QUESTION_CHARS + 1)}, "question: String should have at most"),
         ("ask", {"question": "walking?", "mode": "doctor"}, "mode: Input should be 'clinician' or 'patient'"),
         ("ask", {"question": "walking?", "history": [{"role": "bot", "content": "x"}]}, "history.0.role"),
         ("ask", {"question": "walking?", "history": [{"role": "user", "content": "x"}] * 101}, "history: List should"),
@@ -205,5 +206,5 @@ def test_schema_documents_the_routes_and_bodies(client: TestClient) -> None:
     assert {"400", "401", "503"} <= set(ask["responses"])
     answer = schema["components"]["schemas"]["AnswerOut"]["properties"]
     assert {"answer", "citations", "evidence", "abstained", "red_flag"} <= set(answer)
-    assert schema["components"]["schemas"]["SearchRequest"]["properties"]["k"]["maximum"] == rest.MAX_SEARCH_K
+    assert schema["components"]["schemas"]["SearchRequest"]["properties"]["k"]["maximum"] == MAX_SEARCH_K
     assert client.get("/api/v1/ask").status_code == 405
