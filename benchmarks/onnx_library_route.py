@@ -3,7 +3,7 @@
 Library route (the draft module ``library_export.py``, default /tmp/onnx_library/): float32
 ``torch.onnx.export`` of the transformer, then ``onnxruntime.transformers.optimizer`` (BERT
 fusion), then ``onnxruntime.quantization`` for the query graph (dynamic; static calibrated on
-``assistant.encoders.onnx_export.CALIBRATION_TEXTS``; each also with the feed-forward output
+``assistant.encoders.quantization.CALIBRATION_TEXTS``; each also with the feed-forward output
 projections kept in float32). Hand-written route: ``assistant.encoders.onnx_models._export`` (what the
 cache writes), i.e. :mod:`assistant.encoders.onnx_export`.
 
@@ -72,6 +72,7 @@ DEFAULT_EXTRA_PATH = Path("/tmp/onnx_library/site")  # where onnx_ir was install
 LIBRARY = ("lib-fp32", *(f"lib-int8-{m}" for m in LIBRARY_METHODS))
 GRAPHS = (*HAND, *LIBRARY)
 REFERENCE_INT8 = "hand-int8"
+_SCRIPT = [Path(__file__)]  # what export children run (the snapshot's copy with --snapshot)
 # The issue's thresholds for replacing the hand-written query graph.
 MAX_LATENCY_RATIO = 1.10
 MIN_COSINE = 0.999
@@ -79,6 +80,19 @@ MAX_NDCG_DELTA = 0.002
 
 
 # --------------------------------------------------------------------------- export children
+
+
+def snapshot_repo(target: Path) -> Path:
+    """A frozen copy of ``assistant/`` and ``benchmarks/`` with every other top-level entry of
+    the repository linked beside it (corpus, datasets, index, ...), so that edits to the code
+    during a long run (or a reorganization) cannot change or break what is measured."""
+    target.mkdir(parents=True)
+    for entry in REPO_ROOT.iterdir():
+        if entry.name in ("assistant", "benchmarks"):
+            shutil.copytree(entry, target / entry.name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif entry.name != ".git":
+            (target / entry.name).symlink_to(entry)
+    return target
 
 
 def load_library_module(path: Path) -> Any:
@@ -103,7 +117,7 @@ def child_export(route: str, model: str, out_dir: Path, library_module: Path, ex
         import onnxruntime
         import safetensors.numpy  # noqa: F401
 
-        from assistant.encoders.fast_encoder import ModelFolder
+        from assistant.encoders.model_folder import ModelFolder
         from assistant.encoders.onnx_models import _export
 
         timings["import"] = time.perf_counter() - start
@@ -121,8 +135,8 @@ def child_export(route: str, model: str, out_dir: Path, library_module: Path, ex
         import torch  # noqa: F401
         import transformers  # noqa: F401
 
-        from assistant.encoders.fast_encoder import ModelFolder
-        from assistant.encoders.onnx_export import CALIBRATION_TEXTS
+        from assistant.encoders.model_folder import ModelFolder
+        from assistant.encoders.quantization import CALIBRATION_TEXTS
 
         lib = load_library_module(library_module)
         timings["import"] = time.perf_counter() - start
@@ -160,7 +174,7 @@ def run_exports(
             routes = ("hand", "library") if run % 2 == 0 else ("library", "hand")
             for route in routes:
                 out = work / f"run{run}" / tag
-                args = [PYTHON, __file__, "--child-export", route, "--model", path, "--out", str(out)]
+                args = [PYTHON, str(_SCRIPT[0]), "--child-export", route, "--model", path, "--out", str(out)]
                 args += ["--library-module", str(library_module)]
                 if extra_path is not None:
                     args += ["--extra-path", str(extra_path)]
@@ -218,22 +232,38 @@ def query_latency(encoders: dict[str, Any], queries: Sequence[str], repeats: int
     return out
 
 
-def passage_throughput(encoders: dict[str, Any], texts: Sequence[str], tokens: int, rounds: int) -> dict[str, Any]:
-    """Seconds to encode every passage (batch 16), each encoder once per round, alternating."""
+def passage_throughput(
+    encoders: dict[str, Any], texts: Sequence[str], lengths: Sequence[int], rounds: int
+) -> dict[str, Any]:
+    """Encode every passage in batches of 16, the batches a build makes (longest first); each
+    batch on every encoder back to back, order alternating, so a load spike from another process
+    hits both. Reports the summed seconds per round and the median per-batch ratio."""
     names = list(encoders)
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    batches = [[texts[i] for i in order[start : start + 16]] for start in range(0, len(order), 16)]
     for encoder in encoders.values():
-        encoder.encode(list(texts[:32]), batch_size=16)
+        encoder.encode(batches[0], batch_size=16)
     seconds: dict[str, list[float]] = {n: [] for n in names}
+    per_batch: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            encoders[name].encode(list(texts), batch_size=16)
-            seconds[name].append(time.perf_counter() - start)
+        totals = dict.fromkeys(names, 0.0)
+        for b, batch in enumerate(batches):
+            for name in names if (r + b) % 2 == 0 else names[::-1]:
+                start = time.perf_counter()
+                encoders[name].encode(batch, batch_size=16)
+                elapsed = time.perf_counter() - start
+                totals[name] += elapsed
+                per_batch[name].append(elapsed)
+        for name in names:
+            seconds[name].append(totals[name])
+    first = np.asarray(per_batch[names[0]])
+    tokens = sum(lengths)
     return {
         name: {
-            "seconds": [round(s, 3) for s in secs],
+            "seconds": [round(x, 3) for x in secs],
             "passages_per_s": round(len(texts) / statistics.median(secs), 1),
             "tokens_per_s": round(tokens / statistics.median(secs), 0),
+            f"paired_batch_ratio_to_{names[0]}": round(float(np.median(np.asarray(per_batch[name]) / first)), 4),
         }
         for name, secs in seconds.items()
     }
@@ -265,7 +295,7 @@ def measure_model(
     tag: str, model_path: str, graphs: dict[str, bytes], queries: Sequence[str], passages: Sequence[str], args: Any
 ) -> dict[str, Any]:
     from assistant.encoders.embedding import SentenceTransformerEncoder
-    from assistant.encoders.fast_encoder import ModelFolder
+    from assistant.encoders.model_folder import ModelFolder
     from assistant.encoders.onnx_encoder import OnnxEncoder, available_cores
 
     folder = ModelFolder.read(model_path)
@@ -294,14 +324,14 @@ def measure_model(
         for name in ("hand-fp32", "lib-fp32")
     }
     tokenizer = folder.tokenizer()
-    tokens = sum(len(e.ids) for e in tokenizer.encode_batch([folder.prepare(t) for t in passages]))
+    lengths = [len(e.ids) for e in tokenizer.encode_batch([folder.prepare(t) for t in passages])]
     print(
         f"[{tag}] passage throughput, {args.throughput_rounds} rounds of {len(passages)} passages ...", file=sys.stderr
     )
-    for name, row in passage_throughput(fp32, passages, tokens, args.throughput_rounds).items():
+    for name, row in passage_throughput(fp32, passages, lengths, args.throughput_rounds).items():
         result["graphs"][name]["passages"] = row
     result["cosine_sample"] = {"queries": len(queries), "passages": len(sample)}
-    result["throughput_passages"] = {"passages": len(passages), "tokens": tokens, "threads": available_cores()}
+    result["throughput_passages"] = {"passages": len(passages), "tokens": sum(lengths), "threads": available_cores()}
     return result
 
 
@@ -313,7 +343,7 @@ def injected_query_graph(data: bytes | None) -> Iterator[None]:
     """``assistant.encoders.onnx_models.load_encoder`` returns an encoder of ``data`` for ``query-int8``
     (None: the project's own function, unchanged)."""
     import assistant.encoders.onnx_models as onnx_models
-    from assistant.encoders.fast_encoder import ModelFolder
+    from assistant.encoders.model_folder import ModelFolder
     from assistant.encoders.onnx_encoder import OnnxEncoder
 
     original = onnx_models.load_encoder
@@ -398,7 +428,7 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     head = (
-        "| model | graph | MB | nodes | export s | query p50 ms | p95 ms | x hand-int8 (paired) | fp32 passages/s "
+        "| model | graph | MB | nodes | export s | query p50 ms | p95 ms | x hand-int8 (paired) | fp32 passages/s (x hand-fp32, paired batches) "
         "| cos queries min / mean | cos passages min / mean | nDCG@10 dev dense | dev hybrid | test dense | test hybrid |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -415,13 +445,14 @@ def markdown(report: dict[str, Any]) -> str:
             g = model["graphs"][name]
             lat = g["query_latency"]
             cq, cp = g["cosine_queries"], g["cosine_passages"]
-            passages = g.get("passages", {}).get("passages_per_s")
+            row = g.get("passages", {})
+            passages = f"{row['passages_per_s']:.1f} (x{row['paired_batch_ratio_to_hand-fp32']:.2f})" if row else ""
             r = retrieval_rows.get(name) if tag == "adapted" else None
             nd = [_fmt(r[k]) for k in ("dev_dense", "dev_hybrid", "test_dense", "test_hybrid")] if r else [""] * 4
             lines.append(
                 f"| {tag} | {name} | {g['mb']:.1f} | {g['nodes']} | {export[name]['total']:.2f} "
                 f"| {lat['p50_ms']:.2f} | {lat['p95_ms']:.2f} | {_fmt(lat.get('paired_ratio_to_hand_int8'), '.2f')} "
-                f"| {_fmt(passages, '.1f')} | {cq['min']:.4f} / {cq['mean']:.4f} | {cp['min']:.4f} / {cp['mean']:.4f} "
+                f"| {passages} | {cq['min']:.4f} / {cq['mean']:.4f} | {cp['min']:.4f} / {cp['mean']:.4f} "
                 f"| {' | '.join(nd)} |"
             )
     return "\n".join(lines)
@@ -485,6 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a folder put on sys.path of the library export (onnx_ir for the MatMulNBits methods)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--snapshot", action="store_true", help="measure a copy of assistant/ taken at the start (for a tree in flux)"
+    )
     parser.add_argument("--child-export", choices=("hand", "library"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -506,6 +540,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load_average_start": load}, "models": {}}
     with tempfile.TemporaryDirectory(prefix="onnx-library-route-") as tmp:
         work = Path(tmp)
+        if args.snapshot:
+            root = snapshot_repo(work / "repo")
+            sys.path.insert(0, str(root))  # before anything imports assistant
+            _SCRIPT[0] = root / "benchmarks" / Path(__file__).name  # children run the copy
+            report["snapshot"] = True
         print("exports (fresh processes) ...", file=sys.stderr)
         report["export"] = run_exports(models, work, args.export_runs, args.library_module, args.extra_path)
         graphs = {
@@ -518,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         for tag, path in models.items():
             report["models"][tag] = measure_model(tag, path, graphs[tag], queries, passages, args)
+        _save(report, args.output)  # the measurements so far, should retrieval fail
         if "adapted" in models and not args.skip_retrieval:
             report["retrieval"] = retrieval(graphs["adapted"], work / "retrieval")
     report["verdicts"] = verdicts(report)
@@ -526,13 +566,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["versions"] = _versions()
     table = markdown(report)
     report["table"] = table
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    _save(report, args.output)
     print(table)
     print()
     _print_notes(report)
     print(f"\nwritten: {args.output}")
     return 0
+
+
+def _save(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
 
 def _print_notes(report: dict[str, Any]) -> None:

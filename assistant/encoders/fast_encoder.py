@@ -8,12 +8,16 @@ encoder (post-LayerNorm, erf GELU), the folder's pooling and its Normalize modul
 
 Anything it cannot reproduce exactly raises :class:`UnsupportedModelError`, so callers can
 fall back to sentence-transformers.
+
+It is the query encoder when ONNX Runtime cannot load the index's graphs. The library route
+that would have replaced the hand-written ONNX graphs (and let this fallback go) was measured
+and kept neither the int8 latency nor the cosine (:mod:`.onnx_export`, docs/speed.md), so
+both stay.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,21 +29,18 @@ from numpy.typing import NDArray
 from safetensors.numpy import load_file
 from tokenizers import Encoding, Tokenizer
 
+from assistant.encoders.model_folder import (
+    WEIGHTS_FILE,
+    ModelFolder,
+    UnsupportedModelError,
+    l2_normalize_,
+    load_tokenizer,
+    pool_hidden_states,
+)
+
 FloatArray = NDArray[np.float32]
 IntArray = NDArray[np.int64]
 
-WEIGHTS_FILE = "model.safetensors"
-_REQUIRED_CONFIG_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "max_position_embeddings")
-SUPPORTED_POOLING = ("cls", "mean", "max", "mean_sqrt_len_tokens")
-# Legacy ``1_Pooling/config.json`` flags, in the order sentence-transformers concatenates them.
-_LEGACY_POOLING_FLAGS = {
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-    "pooling_mode_weightedmean_tokens": "weightedmean",
-    "pooling_mode_lasttoken": "lasttoken",
-}
 # Weight matrices are stored as contiguous column blocks, shape (n_blocks, in, width), and
 # multiplied _SMALL_ROWS token rows at a time, block by block. Each product then stays within
 # OpenBLAS's small-matrix limit (m * n * k <= 1e6), where it skips packing and threads and
@@ -80,10 +81,6 @@ _CDF_Q = tuple(np.float32(c * 0.5 ** (len(_ERF_Q) - 1 - i)) for i, c in enumerat
 _CDF_CLIP = np.float32(4.0 * math.sqrt(2.0))
 
 
-class UnsupportedModelError(ValueError):
-    """The model folder cannot be run by :class:`NumpyEncoder`; use sentence-transformers."""
-
-
 @dataclass(frozen=True)
 class _Layer:
     """One BERT encoder layer; weight matrices as column blocks (see :func:`_linear`)."""
@@ -113,72 +110,6 @@ class _Bert:
     layers: tuple[_Layer, ...]
     num_heads: int
     eps: float
-
-
-@dataclass(frozen=True)
-class ModelFolder:
-    """What a sentence-transformers BERT folder says about encoding, read and checked once.
-
-    Shared by :class:`NumpyEncoder` and :class:`assistant.encoders.onnx_encoder.OnnxEncoder`, so both
-    tokenize, truncate, pool and normalize exactly as ``SentenceTransformer.encode`` does.
-    """
-
-    path: Path
-    config: dict[str, Any]
-    tokenizer_path: Path
-    weights_path: Path
-    max_seq_length: int
-    pooling_modes: tuple[str, ...]
-    normalizes: bool
-    lowercase: bool
-
-    @classmethod
-    def read(cls, path: str | Path) -> ModelFolder:
-        """Read ``modules.json``, the configs and the pooling folder of ``path``.
-
-        Raises:
-            UnsupportedModelError: a file is missing, or the architecture, pooling or module
-                stack is one the numpy and ONNX encoders do not reproduce.
-        """
-        model_dir = Path(path)
-        transformer_dir, pooling_dir, normalizes = _read_modules(model_dir)
-        config = _read_json(transformer_dir / "config.json")
-        _check_architecture(config)
-        st_config = _read_json(transformer_dir / "sentence_bert_config.json", required=False)
-        weights_path = transformer_dir / WEIGHTS_FILE
-        tokenizer_path = transformer_dir / "tokenizer.json"
-        pooling_modes = _read_pooling_modes(pooling_dir)
-        if not tokenizer_path.is_file():
-            raise UnsupportedModelError(f"{tokenizer_path} not found")
-        if not weights_path.is_file():
-            raise UnsupportedModelError(f"{weights_path} not found (only safetensors is supported)")
-        return cls(
-            path=model_dir,
-            config=config,
-            tokenizer_path=tokenizer_path,
-            weights_path=weights_path,
-            max_seq_length=_resolve_max_seq_length(transformer_dir, config, st_config),
-            pooling_modes=pooling_modes,
-            normalizes=normalizes,
-            lowercase=bool(st_config.get("do_lower_case", False)),
-        )
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.config["hidden_size"])
-
-    @property
-    def dim(self) -> int:
-        """Dimension of the sentence embeddings (hidden size times pooling modes)."""
-        return self.hidden_size * len(self.pooling_modes)
-
-    def tokenizer(self, *, truncate: bool = True) -> Tokenizer:
-        """The fast tokenizer without padding, truncating at ``max_seq_length`` if ``truncate``."""
-        return _load_tokenizer(self.tokenizer_path, max_length=self.max_seq_length if truncate else None)
-
-    def prepare(self, text: str) -> str:
-        """The text as the tokenizer should see it (lowercased if the model says so)."""
-        return text.lower() if self.lowercase else text
 
 
 class NumpyEncoder:
@@ -254,7 +185,7 @@ class NumpyEncoder:
     def count_tokens(self, text: str) -> int:
         """Number of model tokens of ``text``, special tokens included, without truncation."""
         if self._counting_tokenizer is None:
-            self._counting_tokenizer = _load_tokenizer(self._tokenizer_path, max_length=None)
+            self._counting_tokenizer = load_tokenizer(self._tokenizer_path, max_length=None)
         return len(self._counting_tokenizer.encode(self._prepare(text)).ids)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True) -> FloatArray:
@@ -313,37 +244,6 @@ class NumpyEncoder:
 
     def _pool(self, hidden: FloatArray, mask: NDArray[np.bool_] | None) -> FloatArray:
         return pool_hidden_states(hidden, mask, self._pooling_modes)
-
-
-def pool_hidden_states(
-    hidden: FloatArray, mask: NDArray[np.bool_] | None, modes: Sequence[str] = ("mean",)
-) -> FloatArray:
-    """Sentence embeddings ``(batch, dim)`` from last hidden states ``(batch, seq, hidden)``.
-
-    Args:
-        hidden: the transformer's last hidden states.
-        mask: ``(batch, seq)``, True for real tokens; None when nothing is padded.
-        modes: the folder's pooling modes (``cls``, ``max``, ``mean``, ``mean_sqrt_len_tokens``),
-            concatenated in this order, as sentence-transformers does.
-    """
-    parts = []
-    for mode in modes:
-        if mode == "cls":
-            parts.append(hidden[:, 0])
-        elif mode == "max":
-            masked = hidden if mask is None else np.where(mask[:, :, None], hidden, -np.inf)
-            parts.append(masked.max(axis=1))
-        else:
-            if mask is None:
-                summed = hidden.sum(axis=1)
-                counts = np.full((hidden.shape[0], 1), hidden.shape[1], dtype=np.float32)
-            else:
-                weights = mask.astype(np.float32)
-                summed = np.einsum("bsh,bs->bh", hidden, weights)
-                counts = weights.sum(axis=1, keepdims=True)
-            counts = np.maximum(counts, np.float32(1e-9))
-            parts.append(summed / (counts if mode == "mean" else np.sqrt(counts)))
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def _encoder_layer(
@@ -458,12 +358,6 @@ def _gelu_(x: FloatArray) -> None:
     x *= _normal_cdf(x)
 
 
-def l2_normalize_(x: FloatArray) -> None:
-    """In-place row L2 normalization, with torch's ``F.normalize`` floor of 1e-12."""
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-    x /= np.maximum(norms, np.float32(1e-12))
-
-
 def _pad(encodings: Sequence[Encoding]) -> tuple[IntArray, NDArray[np.bool_] | None]:
     """Right-padded ids ``(batch, longest)`` and the attention mask (None if nothing padded)."""
     lengths = [len(enc.ids) for enc in encodings]
@@ -475,84 +369,6 @@ def _pad(encodings: Sequence[Encoding]) -> tuple[IntArray, NDArray[np.bool_] | N
         return ids, None
     mask = np.arange(longest)[None, :] < np.asarray(lengths)[:, None]
     return ids, mask
-
-
-def _read_json(path: Path, *, required: bool = True) -> Any:
-    """Parsed JSON file; ``{}`` for a missing optional file."""
-    if not path.is_file():
-        if required:
-            raise UnsupportedModelError(f"{path} not found")
-        return {}
-    with path.open(encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _read_modules(model_dir: Path) -> tuple[Path, Path, bool]:
-    """Transformer folder, pooling folder and Normalize flag from ``modules.json``.
-
-    Only the stack Transformer -> Pooling [-> Normalize] is supported.
-    """
-    modules = _read_json(model_dir / "modules.json")
-    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
-        raise UnsupportedModelError(f"{model_dir / 'modules.json'} is not a list of modules")
-    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
-    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
-        raise UnsupportedModelError(f"module stack {kinds} of {model_dir} is not Transformer -> Pooling [-> Normalize]")
-    transformer_dir = model_dir / str(modules[0].get("path", ""))
-    pooling_dir = model_dir / str(modules[1].get("path", ""))
-    return transformer_dir, pooling_dir, len(kinds) == 3
-
-
-def _check_architecture(config: dict[str, Any]) -> None:
-    missing = [key for key in _REQUIRED_CONFIG_KEYS if not isinstance(config.get(key), int)]
-    if missing:
-        raise UnsupportedModelError(f"config.json lacks integer {missing}")
-    if config.get("model_type") != "bert":
-        raise UnsupportedModelError(f"model_type {config.get('model_type')!r} is not 'bert'")
-    if config.get("hidden_act", "gelu") != "gelu":
-        raise UnsupportedModelError(f"hidden_act {config.get('hidden_act')!r} is not 'gelu'")
-    if config.get("position_embedding_type", "absolute") != "absolute":
-        raise UnsupportedModelError("only absolute position embeddings are supported")
-    if config["hidden_size"] % config["num_attention_heads"]:
-        raise UnsupportedModelError("hidden_size is not a multiple of num_attention_heads")
-
-
-def _resolve_max_seq_length(transformer_dir: Path, config: dict[str, Any], st_config: dict[str, Any]) -> int:
-    """``max_seq_length`` as sentence-transformers picks it, capped by the position table."""
-    limit = int(config["max_position_embeddings"])
-    configured = st_config.get("max_seq_length")
-    if configured is None:
-        tok_config = _read_json(transformer_dir / "tokenizer_config.json", required=False)
-        configured = tok_config.get("model_max_length", limit)
-    return min(int(configured), limit)
-
-
-def _read_pooling_modes(pooling_dir: Path) -> tuple[str, ...]:
-    """Pooling modes from the pooling config, in either the current or the legacy format."""
-    config = _read_json(pooling_dir / "config.json")
-    mode = config.get("pooling_mode")
-    if mode is None:
-        flagged = [name for key, name in _LEGACY_POOLING_FLAGS.items() if config.get(key)]
-        modes = tuple(flagged) or ("mean",)
-    else:
-        modes = (mode,) if isinstance(mode, str) else tuple(mode)
-    unsupported = [m for m in modes if m not in SUPPORTED_POOLING]
-    if unsupported:
-        raise UnsupportedModelError(f"pooling {unsupported} is not one of {SUPPORTED_POOLING}")
-    return modes
-
-
-def _load_tokenizer(path: Path, *, max_length: int | None) -> Tokenizer:
-    """The model's fast tokenizer without padding, truncating at ``max_length`` if given."""
-    if not path.is_file():
-        raise UnsupportedModelError(f"{path} not found")
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.no_padding()
-    if max_length is None:
-        tokenizer.no_truncation()
-    else:
-        tokenizer.enable_truncation(max_length=max_length)
-    return tokenizer
 
 
 def _column_blocks(weight: FloatArray) -> FloatArray:

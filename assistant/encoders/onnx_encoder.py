@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tokenizers import Encoding, Tokenizer
 
-from assistant.encoders.fast_encoder import ModelFolder, l2_normalize_, pool_hidden_states
+from assistant.encoders.model_folder import ModelFolder, l2_normalize_, pool_hidden_states
 
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "last_hidden_state"

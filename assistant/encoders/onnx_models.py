@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.encoders.fast_encoder import ModelFolder, UnsupportedModelError
+from assistant.encoders.model_folder import ModelFolder, UnsupportedModelError
 from assistant.encoders.onnx_encoder import OnnxEncoder, OnnxUnavailableError, onnxruntime_available
 from assistant.files import sha256_file, sha256_remembered, write_atomic
 
@@ -54,13 +54,8 @@ def cache_key(folder: ModelFolder, weights_digest: str, variant: str = "fp32") -
     """16 hex digits over the weights, the configs, the exporter's version and, for the int8
     variant, its quantization settings (so a new calibration never re-exports float32)."""
     from assistant.encoders.onnx_encoder import STATS_PREFIX
-    from assistant.encoders.onnx_export import (
-        BLOCK_LINEARS,
-        BLOCK_SIZE,
-        CALIBRATION_TEXTS,
-        EXPORT_VERSION,
-        SMOOTHING_ALPHA,
-    )
+    from assistant.encoders.onnx_export import EXPORT_VERSION
+    from assistant.encoders.quantization import BLOCK_LINEARS, BLOCK_SIZE, CALIBRATION_TEXTS, SMOOTHING_ALPHA
 
     payload: dict[str, Any] = {"weights": weights_digest, "config": folder.config, "export_version": EXPORT_VERSION}
     if variant != "fp32":
@@ -147,15 +142,9 @@ def _export(folder: ModelFolder, variant: str) -> tuple[bytes | None, dict[str, 
     """Serialized graph of ``variant`` and its record; None and a reason if int8 fails its check."""
     from safetensors.numpy import load_file
 
-    from assistant.encoders.onnx_export import (
-        BLOCK_LINEARS,
-        CALIBRATION_TEXTS,
-        EXPORT_VERSION,
-        SMOOTHING_ALPHA,
-        fp32_graph,
-        int8_graph,
-    )
+    from assistant.encoders.onnx_export import EXPORT_VERSION, fp32_graph, int8_graph
     from assistant.encoders.onnx_export import serialize as to_bytes
+    from assistant.encoders.quantization import BLOCK_LINEARS, CALIBRATION_TEXTS, SMOOTHING_ALPHA
 
     weights = load_file(str(folder.weights_path))
     meta: dict[str, Any] = {"variant": variant, "export_version": EXPORT_VERSION, "model": str(folder.path)}

@@ -16,10 +16,12 @@ from test_fast_encoder import LONG_PASSAGE, SENTENCES
 
 from assistant.config import Settings
 from assistant.encoders.embedding import load_passage_encoder, load_query_encoder
-from assistant.encoders.fast_encoder import ModelFolder, NumpyEncoder
+from assistant.encoders.fast_encoder import NumpyEncoder
+from assistant.encoders.model_folder import ModelFolder
 from assistant.encoders.onnx_encoder import OnnxEncoder, OnnxUnavailableError
-from assistant.encoders.onnx_export import CALIBRATION_TEXTS, linear_keys, quantize_columns, smoothing_factors
+from assistant.encoders.onnx_export import linear_keys
 from assistant.encoders.onnx_models import cache_key, load_encoder, model_file
+from assistant.encoders.quantization import CALIBRATION_TEXTS, quantize_columns, smoothing_factors
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -315,7 +317,7 @@ def test_query_path_imports_neither_torch_nor_onnx(cache: Path, int8: OnnxEncode
 
 
 def test_quantize_blocks_layout_and_error() -> None:
-    from assistant.encoders.onnx_export import quantize_blocks
+    from assistant.encoders.quantization import quantize_blocks
 
     rng = np.random.default_rng(2)
     w = rng.standard_normal((256, 3)).astype(np.float32)  # (in, out): two blocks of 128 inputs
