@@ -351,7 +351,7 @@ def injected_query_graph(data: bytes | None) -> Iterator[None]:
 
     def load_encoder(model_path: str, variant: str, threads: int, configured_cache: Any = None, log: Any = None) -> Any:
         calls.append(variant)
-        if variant != "query-int8":
+        if variant != "query-int8" or data is None:
             return original(model_path, variant, threads, configured_cache, log)
         return OnnxEncoder.from_bytes(ModelFolder.read(model_path), data, threads=threads)
 
