@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint format typecheck browser bench eval clean
+.PHONY: setup run test lint format typecheck browser postgres bench eval clean
 
 setup: $(STAMP)
 
@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
+	# dev includes the cluster extra (Ray Data, ~80 MB, no torch): CI runs the Ray build tests.
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 
@@ -23,6 +24,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
+
+# PostgreSQL's server programs (Debian's postgresql-15) for the shared-feedback tests: the
+# tests start a server of their own, in a temporary folder, as an unprivileged user.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q postgresql-15; }
 
 lint: setup
 	$(BIN)/ruff check assistant tests benchmarks app.py
@@ -41,7 +49,7 @@ format: setup
 test: setup
 	@warm=$$(mktemp -d); \
 	HF_HUB_OFFLINE=1 $(BIN)/python -m assistant build --index $$warm/index >$$warm/build.log 2>&1 & build=$$!; \
-	$(MAKE) --no-print-directory browser lint || { kill $$build; exit 1; }; \
+	$(MAKE) --no-print-directory browser postgres lint || { kill $$build; exit 1; }; \
 	wait $$build || { cat $$warm/build.log; exit 1; }; \
 	HF_HUB_OFFLINE=1 NUMBA_DISABLE_JIT=1 LBP_TEST_INDEX=$$warm/index $(BIN)/python -m pytest; status=$$?; \
 	rm -rf $$warm; exit $$status

@@ -15,7 +15,8 @@ Environment (``LBP_*`` wins over Gradio's variable when both are set):
 - ``LBP_PORT``, else ``GRADIO_SERVER_PORT``, else ``7860``;
 - ``LBP_USERNAME`` and ``LBP_PASSWORD`` (both set: a login page for the UI, HTTP Basic for
   the REST API);
-- ``LBP_FEEDBACK_DB`` (default ``feedback/feedback.sqlite3``), plus the ``LBP_INDEX`` /
+- ``LBP_FEEDBACK_DB``: a SQLite file (default ``feedback/feedback.sqlite3``) or a
+  ``postgresql://`` URL that replicas share (docs/deploy.md), plus the ``LBP_INDEX`` /
   ``LBP_CORPUS`` of the assistant.
 
 Analytics are off, nothing is shared, and the page loads no fonts or scripts from elsewhere.
@@ -37,7 +38,7 @@ import gradio as gr
 
 from assistant.limits import MAX_QUESTION_CHARS, LimitError, check_k, check_question, check_request
 from assistant.web import webui
-from assistant.web.feedback import Feedback, FeedbackStore, default_feedback_path
+from assistant.web.feedback import Feedback, FeedbackUnavailable, open_feedback_store
 from assistant.web.service import AssistantService, NotReady
 
 log = logging.getLogger("lbp.app")
@@ -70,7 +71,7 @@ CHAT_API_DESCRIPTION = (
 THINKING = '<p class="lbp-notice">Searching the evidence…</p>'
 
 service = AssistantService()
-feedback_store = FeedbackStore(default_feedback_path())
+feedback_store = open_feedback_store()
 
 
 def get_assistant() -> Any:
@@ -203,19 +204,22 @@ def switch_mode(mode: str) -> tuple[Any, Any]:
 
 def _record(conversation: list[dict[str, Any]], number: int, rating: int, comment: str, session: str) -> None:
     turn = conversation[number - 1]
-    feedback_store.add(
-        Feedback(
-            session_id=session,
-            turn=number,
-            question=turn["question"],
-            answer=turn["answer"]["answer"],
-            mode=turn["mode"],
-            rating=rating,
-            comment=comment,
-            citations=turn["answer"]["citations"],
-            filters=turn["filters"],
-        )
-    )
+    rating_row = Feedback(
+        session_id=session,
+        turn=number,
+        question=turn["question"],
+        answer=turn["answer"]["answer"],
+        mode=turn["mode"],
+        rating=rating,
+        comment=comment,
+        citations=turn["answer"]["citations"],
+        filters=turn["filters"],
+    )  # a new request_id: each click is one rating
+    try:
+        feedback_store.add(rating_row)
+    except FeedbackUnavailable as exc:
+        log.error("rating not saved: %s", exc)
+        raise gr.Error("The rating could not be saved just now; please try again.", title="Not saved") from None
 
 
 def on_like(conversation: list[dict[str, Any]], data: gr.LikeData, request: gr.Request) -> tuple[Any, ...]:
@@ -478,6 +482,7 @@ def main() -> int:
     server = create_server(auth, host, port)
     service.start()
     shown = "localhost" if host in ("0.0.0.0", "::") else host
+    print(f"Feedback goes to {feedback_store.describe()}", file=sys.stderr)
     print(f"Serving on http://{shown}:{port}/ (REST API: /api/v1, schema: /docs)", file=sys.stderr, flush=True)
     uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     return 0

@@ -98,13 +98,30 @@ def _add_retriever_args(p: argparse.ArgumentParser) -> None:
 def _add_build(sub: Any) -> None:
     p = sub.add_parser("build", help="build the index from a corpus folder or a BEIR folder")
     _add_index_arg(p)
-    p.add_argument("--faiss", choices=("flat", "hnsw", "ivf"), help="FAISS index type (default: flat, exact)")
+    p.add_argument(
+        "--faiss",
+        choices=("flat", "hnsw", "ivf", "ivfpq"),
+        help="FAISS index type (default: flat, exact; ivfpq: compressed and memory-mapped, for large corpora)",
+    )
     p.add_argument(
         "--chunk-tokens",
         type=int_in(16, 512),
         help="passage bound in model tokens (default 160, capped at the model limit)",
     )
     p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
+    ray = p.add_argument_group("cluster builds (docs/scale.md; pip install 'lbp-assistant[cluster]')")
+    ray.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="local (default) or Ray Data on a cluster"
+    )
+    ray.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://head:10001 (default: a local cluster)")
+    ray.add_argument(
+        "--workers", type=int_in(1, 100_000), help="embedding actors (default: one per CPU of the cluster)"
+    )
+    ray.add_argument(
+        "--work-dir",
+        help="where the Parquet shards go, seen by every node (default: a temporary folder beside the index)",
+    )
+    ray.add_argument("--keep-shards", action="store_true", help="keep the Parquet shards after assembly")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -115,17 +132,34 @@ def cmd_build(args: argparse.Namespace) -> int:
     settings = _settings(args).with_(
         **{k: v for k, v in {"faiss_index": args.faiss, "chunk_tokens": args.chunk_tokens}.items() if v is not None}
     )
-    docs = load_corpus(settings.corpus_dir)
-    if args.force:
-        extra = []
-        if (settings.index_dir / "manifest.json").exists():
-            try:
-                extra = Index.load(settings.index_dir).added_documents()
-            except IndexProblem:
-                extra = []
-        index = build_index(docs, settings, documents_hash(docs), str(settings.corpus_dir), extra_documents=extra)
+    if args.engine == "ray":
+        from assistant.cluster.ray_build import build_with_ray
+
+        index = build_with_ray(
+            settings,
+            address=args.address,
+            workers=args.workers,
+            work_dir=args.work_dir,
+            keep_shards=args.keep_shards,
+            force=args.force,
+        )
     else:
-        index = ensure_index(settings, docs)
+        given = [f"--{k.replace('_', '-')}" for k in ("address", "workers", "work_dir") if getattr(args, k)]
+        if given or args.keep_shards:
+            raise ValueError(
+                f"{', '.join([*given, *(['--keep-shards'] if args.keep_shards else [])])} need --engine ray"
+            )
+        docs = load_corpus(settings.corpus_dir)
+        if args.force:
+            extra = []
+            if (settings.index_dir / "manifest.json").exists():
+                try:
+                    extra = Index.load(settings.index_dir).added_documents()
+                except IndexProblem:
+                    extra = []
+            index = build_index(docs, settings, documents_hash(docs), str(settings.corpus_dir), extra_documents=extra)
+        else:
+            index = ensure_index(settings, docs)
     m = index.manifest
     print(f"{index.path}: {m['counts']['documents']} documents, {m['counts']['passages']} passages, "
           f"dimension {m['dimension']}, FAISS {m['faiss']['type']}")  # fmt: skip

@@ -10,6 +10,13 @@ Latency is single-query (a batch of 1, one OpenMP thread: ``faiss.omp_set_num_th
 which is how the assistant queries; builds use every core.
 
     python -m benchmarks.ann --n 1000000 --queries 200
+    python -m benchmarks.ann --n 1000000 --kinds exact,ivfpq --ivfpq-m 48,96   # IVF-PQ (docs/scale.md)
+
+IVF-PQ is built by the assistant's own code (``assistant.search.dense.make_ivfpq_index``: trained
+on a sample, filled in slices), written to a file and searched as ``Index.load`` opens it:
+memory-mapped read-only, candidates re-ranked against the memory-mapped float vectors
+(``Reranked``). Its memory is given as the file's size (what loading it whole would cost),
+the anonymous memory the mapped index takes, and the file pages the sweeps brought in.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import argparse
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,10 +127,70 @@ def best_point(curve: Sequence[dict[str, Any]], recall: float = 0.95) -> dict[st
     return min(ok, key=lambda p: p["p50_ms"]) if ok else None
 
 
-def run(
-    n: int, n_queries: int, m: int = 32, ef_construction: int = 32, nlist: int | None = None, threads: int = 0
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (``RssAnon``, ``RssFile``), MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def ivfpq(
+    x: np.ndarray, queries: np.ndarray, truth: np.ndarray, m: int, threads: int, k_factors: Sequence[int] = (1, 4, 10)
 ) -> dict[str, Any]:
-    """Build exact, HNSW and IVF indexes over ``n`` synthetic vectors and measure them."""
+    """IVF-PQ with ``m`` sub-quantizers as the assistant builds and loads it (module doc):
+    the file memory-mapped, candidates re-ranked against the float vectors memory-mapped
+    from a ``.npy`` file (as ``embeddings.npy``), for each ``k_factor`` (1: no re-ranking)."""
+    import tempfile
+
+    import faiss
+
+    from assistant.search.dense import ivfpq_params, make_ivfpq_index, read_faiss
+
+    faiss.omp_set_num_threads(threads)
+    params = ivfpq_params(len(x), x.shape[1], {"m": m})
+    t = time.perf_counter()
+    index = make_ivfpq_index(x, params)
+    build_s = time.perf_counter() - t
+    out: dict[str, Any] = {**params, "bytes_per_vector": m + 8, "build_s": round(build_s, 2)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path, npy = Path(tmp) / "dense.faiss", Path(tmp) / "embeddings.npy"
+        faiss.write_index(index, str(path))
+        del index
+        np.save(npy, x)
+        vectors = np.load(npy, mmap_mode="r")
+        anon, mapped_file = _status_mb("RssAnon"), _status_mb("RssFile")
+        reranked = read_faiss(path, "ivfpq", vectors=vectors, params=params)
+        out["file_mb"] = round(path.stat().st_size / 2**20, 1)
+        out["anon_mb_loaded"] = round(_status_mb("RssAnon") - anon, 1)
+        faiss.omp_set_num_threads(1)
+        out["curves"] = {}
+        for k_factor in k_factors:
+            reranked.k_factor = k_factor
+            curve = sweep(reranked, queries, truth, "nprobe", [p for p in NPROBE if p <= params["nlist"]])
+            out["curves"][str(k_factor)] = curve
+            out[f"best_at_0.95_k_factor_{k_factor}"] = best_point(curve)
+        out["anon_mb_after_sweeps"] = round(_status_mb("RssAnon") - anon, 1)
+        out["file_mb_paged_in_after_sweeps"] = round(_status_mb("RssFile") - mapped_file, 1)
+        del reranked, vectors
+    return out
+
+
+def run(
+    n: int,
+    n_queries: int,
+    m: int = 32,
+    ef_construction: int = 32,
+    nlist: int | None = None,
+    threads: int = 0,
+    kinds: Sequence[str] = ("exact", "hnsw", "ivf"),
+    ivfpq_m: Sequence[int] = (48, 96),
+) -> dict[str, Any]:
+    """Build exact, HNSW, IVF and IVF-PQ indexes (those of ``kinds``) over ``n`` synthetic
+    vectors and measure them (the exact search is the ground truth whatever ``kinds``)."""
     import faiss
 
     threads = threads or faiss.omp_get_max_threads()
@@ -152,6 +220,27 @@ def run(
     _, times = _single_query(flat, queries[: min(n_queries, 30)], 10)
     out["exact"] = {"build_s": round(flat_build, 2), "memory_mb": round(flat_mb, 1), **summarize_ms(times)}
     del flat
+    out["omp_threads"] = {"build": threads, "search": 1}
+    if "ivfpq" in kinds:
+        out["ivfpq"] = [ivfpq(x, queries, truth, pq_m, threads) for pq_m in ivfpq_m]
+    if "hnsw" in kinds:
+        _hnsw(out, x, queries, truth, m, ef_construction, threads)
+    if "ivf" in kinds:
+        _ivf(out, x, queries, truth, nlist, threads)
+    out["peak_rss_mb_in_process"] = round(peak_rss_mb(), 1)
+    return out
+
+
+def _hnsw(
+    out: dict[str, Any],
+    x: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    m: int,
+    ef_construction: int,
+    threads: int,
+) -> None:
+    import faiss
 
     faiss.omp_set_num_threads(threads)
     base = rss_mb()
@@ -173,6 +262,13 @@ def run(
     }
     del hnsw
 
+
+def _ivf(
+    out: dict[str, Any], x: np.ndarray, queries: np.ndarray, truth: np.ndarray, nlist: int | None, threads: int
+) -> None:
+    import faiss
+
+    n = len(x)
     faiss.omp_set_num_threads(threads)
     nlist = nlist or 2 ** round(math.log2(4 * math.sqrt(n)))
     base = rss_mb()
@@ -203,9 +299,6 @@ def run(
         "curve": curve,
         "best_at_0.95": best_point(curve),
     }
-    out["omp_threads"] = {"build": threads, "search": 1}
-    out["peak_rss_mb_in_process"] = round(peak_rss_mb(), 1)
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -215,8 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--m", type=int, default=32)
     parser.add_argument("--ef-construction", type=int, default=32)
     parser.add_argument("--nlist", type=int)
+    parser.add_argument("--kinds", default="exact,hnsw,ivf", help="of exact, hnsw, ivf, ivfpq (default: %(default)s)")
+    parser.add_argument("--ivfpq-m", default="48,96", help="IVF-PQ sub-quantizers to try (default: %(default)s)")
     args = parser.parse_args(argv)
-    emit(run(args.n, args.queries, args.m, args.ef_construction, args.nlist))
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    ivfpq_m = [int(v) for v in args.ivfpq_m.split(",") if v.strip()]
+    emit(run(args.n, args.queries, args.m, args.ef_construction, args.nlist, kinds=kinds, ivfpq_m=ivfpq_m))
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from assistant.documents.chunking import chunk_document
 from assistant.documents.corpus import documents_hash, load_corpus
 from assistant.errors import IndexProblem
 from assistant.files import sha256_remembered
+from assistant.search.dense import faiss_kind, ivfpq_params, make_faiss_index
 from assistant.search.encoding import _counters, _encode, extract_sentences
 from assistant.search.folder import (
     ADDED_DOCUMENTS,
@@ -36,46 +36,6 @@ from assistant.search.folder import (
 )
 from assistant.search.index import Index, Log, _stderr
 from assistant.types import Document, Passage
-
-
-def make_faiss_index(vectors: np.ndarray, kind: str = "flat", params: Mapping[str, Any] | None = None) -> Any:
-    """A FAISS inner-product index over normalized ``vectors``.
-
-    Args:
-        vectors: float32 (n, dim).
-        kind: ``flat`` (exact), ``hnsw`` (graph; params ``M``, ``ef_construction``,
-            ``ef_search``) or ``ivf`` (inverted lists; params ``nlist``, ``nprobe``).
-        params: overrides of the defaults.
-
-    Returns:
-        The populated FAISS index. IVF falls back to flat below 1,000 vectors, where it
-        cannot be trained well.
-    """
-    import faiss
-
-    params = dict(params or {})
-    n, dim = vectors.shape
-    if kind == "ivf" and n < 1000:
-        kind = "flat"
-    index: Any
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, int(params.get("M", 32)), faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(params.get("ef_construction", 200))
-        index.hnsw.efSearch = int(params.get("ef_search", 128))
-    elif kind == "ivf":
-        nlist = int(params.get("nlist", max(1, int(4 * math.sqrt(n)))))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        train = vectors if n <= 256 * nlist else vectors[np.random.default_rng(0).choice(n, 256 * nlist, replace=False)]
-        index.train(train)
-        index.nprobe = int(params.get("nprobe", max(1, nlist // 16)))
-    else:
-        raise ValueError(f"unknown FAISS index type {kind!r}: use flat, hnsw or ivf")
-    if n:
-        index.add(vectors)
-    return index
 
 
 def _versions() -> dict[str, str]:
@@ -171,13 +131,74 @@ def build_index(
     vectors = all_vectors[: len(passages)]
     sentence_vectors = all_vectors[len(passages) :] if sentences is not None else None
     encoders = {"passages": {"backend": backend, "precision": "float32", "batch_size": settings.batch_size}}
+    return assemble_index(
+        passages,
+        vectors,
+        sentences,
+        sentence_vectors,
+        settings,
+        chunking=(limit, overlap, tokenizer.max_seq_length),
+        adaptation=adaptation,
+        model_dir=model_dir,
+        encoders=encoders,
+        corpus_hash=corpus_hash or documents_hash(documents),
+        source=source,
+        extra_documents=extra_documents,
+        log=log,
+    )
+
+
+def assemble_index(
+    passages: Sequence[Passage],
+    vectors: np.ndarray,
+    sentences: Sequence[Mapping[str, Any]] | None,
+    sentence_vectors: np.ndarray | None,
+    settings: Settings,
+    *,
+    chunking: tuple[int, int, int],
+    adaptation: Mapping[str, Any],
+    model_dir: Path | None,
+    encoders: Mapping[str, Any],
+    corpus_hash: str,
+    source: str,
+    extra_documents: Sequence[Document] = (),
+    log: Log = _stderr,
+    extra_manifest: Mapping[str, Any] | None = None,
+) -> Index:
+    """The last step of every build: FAISS over ``vectors``, the manifest, the atomic folder
+    write into ``settings.index_dir``, then the loaded index.
+
+    A local build (:func:`build_index`) and a cluster build (``assistant.cluster``) both end
+    here with the same passages, vectors and records, so their folders differ only in what
+    ``extra_manifest`` adds (engine, stage timings).
+
+    Args:
+        passages: passages in index order (line i of passages.jsonl is FAISS row i).
+        vectors: their normalized float32 vectors (an array or a memory map).
+        sentences: sentence records for answers (None: the build embeds none).
+        sentence_vectors: their vectors.
+        settings: the build settings; ``index_dir`` is the target.
+        chunking: (max tokens, overlap tokens, the model's max_seq_length).
+        adaptation: the manifest's record of model adaptation.
+        model_dir: the adapted model folder to copy in, or None.
+        encoders: the manifest's record of the passage encoder.
+        corpus_hash: hash of the base documents, for staleness checks.
+        source: where the corpus came from.
+        extra_documents: documents added with ``ingest``, kept for rebuilds.
+        log: progress messages.
+        extra_manifest: more manifest keys.
+    """
+    target = Path(settings.index_dir)
+    limit, overlap, max_seq_length = chunking
     faiss_params = dict(settings.extra.get("faiss_params", {}))
     faiss_index = make_faiss_index(vectors, settings.faiss_index, faiss_params)
-    kind = settings.faiss_index if not (settings.faiss_index == "ivf" and len(passages) < 1000) else "flat"
+    kind = faiss_kind(settings.faiss_index, len(passages))
     if kind == "hnsw":
         faiss_params.setdefault("ef_search", faiss_index.hnsw.efSearch)
     if kind == "ivf":
         faiss_params.setdefault("nprobe", faiss_index.nprobe)
+    if kind == "ivfpq":
+        faiss_params = ivfpq_params(len(vectors), int(vectors.shape[1]), faiss_params)
     manifest = {
         "format_version": FORMAT_VERSION,
         "created_at": _now(),
@@ -188,16 +209,16 @@ def build_index(
         "chunking": {
             "max_tokens": limit,
             "overlap_tokens": overlap,
-            "model_max_seq_length": tokenizer.max_seq_length,
+            "model_max_seq_length": max_seq_length,
             "unit": "sentences",
             "tiktoken_encoding": settings.encoding,
         },
         "faiss": {"type": kind, "requested": settings.faiss_index, "params": faiss_params},
         "bm25": {"library": "bm25s", "k1": 1.2, "b": 0.75, "stopwords": "en", "stemmer": "snowball-english"},
-        "encoders": encoders,
-        "adaptation": adaptation,
+        "encoders": dict(encoders),
+        "adaptation": dict(adaptation),
         "fingerprint": settings.build_fingerprint(),
-        "corpus_hash": corpus_hash or documents_hash(documents),
+        "corpus_hash": corpus_hash,
         "corpus_source": source,
         "counts": {
             "documents": len({p.doc_id for p in passages}),
@@ -206,6 +227,7 @@ def build_index(
         },
         "versions": _versions(),
         "additions": [],
+        **(extra_manifest or {}),
     }
     with _build_lock(target):
         _write_index_folder(

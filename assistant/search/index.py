@@ -22,6 +22,7 @@ from assistant.config import Settings
 from assistant.documents.chunking import chunk_document
 from assistant.errors import IndexProblem
 from assistant.search.bm25 import _bm25s
+from assistant.search.dense import MAPPED_KINDS, read_faiss
 from assistant.search.encoding import _counters, _encode, extract_sentences
 from assistant.search.folder import (
     ADDED_DOCUMENTS,
@@ -160,8 +161,6 @@ class Index:
         Raises:
             IndexProblem: missing files, unreadable manifest, checksum or row-count mismatch.
         """
-        import faiss
-
         path = Path(path)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
@@ -187,7 +186,8 @@ class Index:
             with (path / PASSAGES).open(encoding="utf-8") as fh:
                 passages = [Passage.from_dict(json.loads(line)) for line in fh if line.strip()]
             embeddings = np.load(path / EMBEDDINGS, mmap_mode="r")
-            faiss_index = faiss.read_index(str(path / FAISS_FILE))
+            dense = manifest.get("faiss", {})
+            faiss_index = read_faiss(path / FAISS_FILE, dense.get("type", ""), False, embeddings, dense.get("params"))
             bm25 = _bm25s().BM25.load(str(path / BM25_DIR), show_progress=False, verbosity=0)
             sentences: list[dict[str, Any]] = []
             sentence_embeddings = None
@@ -286,6 +286,8 @@ class Index:
             sentences = [*self.sentences, *new_sentences]
             sentence_vectors = np.vstack([np.asarray(self.sentence_embeddings), new_vectors]).astype(np.float32)
         faiss_index = self.faiss_index
+        if self.manifest["faiss"].get("type") in MAPPED_KINDS:  # memory-mapped read-only: load it to add
+            faiss_index = read_faiss(self.path / FAISS_FILE, self.manifest["faiss"]["type"], writable=True)
         faiss_index.add(vectors)
         manifest = dict(self.manifest)
         manifest["additions"] = [

@@ -6,15 +6,16 @@
                           -> the ``ask --json`` object
     POST /api/v1/search   {"text": ..., "k": 10, "retriever": "hybrid", "filters": {...}}
                           -> the ``search --json`` list
-    POST /api/v1/feedback {"question", "answer", "rating": 1 | -1, "comment", ...} -> 201 {"id"}
+    POST /api/v1/feedback {"question", "answer", "rating": 1 | -1, "comment", "request_id", ...}
+                          -> 201 {"id", "request_id"}
     GET  /api/v1/health   -> {"status": "ready" | "building" | "failed", "index", "model", "counts", ...}
 
 Errors are JSON, ``{"error": <kind>, "detail": <message>}``, with a status code: 400 for bad
 input (a malformed body, a value past one of the bounds of :mod:`assistant.limits`),
 401 without valid credentials when a login is configured (HTTP Basic, the web app's user
-name and password), 503 while the index is being built (with ``Retry-After``), 500 for a bug
-(logged; the message names no internals). ``health`` needs no login, so load balancers can
-probe it; it reveals no question or answer.
+name and password), 503 while the index is being built or the feedback database cannot be
+reached (with ``Retry-After``), 500 for a bug (logged; the message names no internals).
+``health`` needs no login, so load balancers can probe it; it reveals no question or answer.
 
 :func:`create_api` builds the FastAPI application; ``app.py`` mounts the Gradio UI on it. The
 request and response bodies are in :mod:`.schemas`.
@@ -36,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant import __version__
 from assistant.limits import MAX_BODY_BYTES
-from assistant.web.feedback import Feedback, FeedbackStore
+from assistant.web.feedback_rows import Feedback, FeedbackBackend, FeedbackUnavailable, new_request_id
 from assistant.web.schemas import AnswerOut, AskRequest, ErrorOut, FeedbackOut, FeedbackRequest, HitOut, SearchRequest
 from assistant.web.service import AssistantService, NotReady
 
@@ -147,7 +148,7 @@ class BodyLimit:
 
 
 def create_api(
-    service: AssistantService, auth: tuple[str, str] | None = None, feedback: FeedbackStore | None = None
+    service: AssistantService, auth: tuple[str, str] | None = None, feedback: FeedbackBackend | None = None
 ) -> FastAPI:
     """The FastAPI application with the ``/api/v1`` routes (mount the UI on it afterwards).
 
@@ -182,6 +183,12 @@ def create_api(
     async def _not_ready(request: Request, exc: NotReady) -> JSONResponse:
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == "building" else None
         return _error(503, exc.status, str(exc), headers)
+
+    @api.exception_handler(FeedbackUnavailable)
+    async def _feedback_unavailable(request: Request, exc: FeedbackUnavailable) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, exc)  # the URL's password is masked
+        detail = "the rating could not be stored just now; send it again with the same request_id"
+        return _error(503, "feedback_unavailable", detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
@@ -244,7 +251,8 @@ def create_api(
     def rate(body: FeedbackRequest) -> FeedbackOut:
         """Store a rating (and an optional comment) of an answer in the app's feedback table, the
         same table as the chat's thumbs (``python -m assistant feedback export``). The row is
-        committed before the response: a 201 means it is on disk."""
+        committed before the response: a 201 means it is stored. A ``request_id`` sent again
+        stores nothing more: retry a request whose reply was lost with the same one."""
         if feedback is None:
             raise StarletteHTTPException(404, "this server keeps no feedback")
         row = Feedback(
@@ -256,8 +264,9 @@ def create_api(
             rating=body.rating,
             comment=body.comment,
             citations=[{"n": n} for n in body.citations],
+            request_id=str(body.request_id) if body.request_id else new_request_id(),
         )
-        return FeedbackOut(id=feedback.add(row))
+        return FeedbackOut(id=feedback.add(row), request_id=row.request_id)
 
     @api.get(f"{PREFIX}/health", summary="Status, index, model and counts", tags=["service"])
     def health() -> JSONResponse:

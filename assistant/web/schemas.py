@@ -7,6 +7,7 @@ them and publishes them in the schema at ``/docs``.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -82,10 +83,16 @@ class FeedbackRequest(_Body):
     )
     session_id: str = Field("api", min_length=1, max_length=100, description="your id of the conversation")
     turn: int = Field(1, ge=1, le=10_000, description="the answer's number in that conversation")
+    request_id: UUID | None = Field(
+        None,
+        description="a UUID you choose for this rating: sending it again (a retry) stores nothing more and "
+        "answers with the first row's id. Without it, every request is a new rating.",
+    )
 
 
 class FeedbackOut(BaseModel):
     id: int = Field(description="the stored row's id")
+    request_id: str = Field(description="the rating's key: the one sent, or one made for it")
 
 
 class _Open(BaseModel):
@@ -149,5 +156,7 @@ class HitOut(_Open):
 
 
 class ErrorOut(BaseModel):
-    error: str = Field(description="bad_request, unauthorized, not_found, building, failed or internal")
+    error: str = Field(
+        description="bad_request, unauthorized, not_found, building, failed, feedback_unavailable or internal"
+    )
     detail: Any
