@@ -106,13 +106,13 @@ def ivfpq_cost(ann: Mapping[str, Any] | None, m: int = 96) -> dict[str, Any]:
     return {"s_per_vector": 0.0}
 
 
-def per_abstract(small: Mapping[str, Any], large: Mapping[str, Any], stage: str) -> float:
-    """Seconds per abstract of ``stage`` on the same cluster: the slope between two corpus
-    sizes (what a fixed cost such as starting the actors does not change); the larger run's
-    mean when the two are too close to tell apart."""
-    slope = (large[f"{stage}_s"] - small[f"{stage}_s"]) / (large["documents"] - small["documents"])
-    mean = large[f"{stage}_s"] / large["documents"]
-    return slope if 0 < slope <= 2 * mean else mean
+def fit(small: Mapping[str, Any], large: Mapping[str, Any], stage: str) -> tuple[float, float]:
+    """``(seconds per abstract, fixed seconds)`` of ``stage`` on one cluster: the line through
+    two corpus sizes (a fixed cost such as starting the actors is in the intercept). A
+    negative slope (noise, or no per-abstract work at all) counts as none."""
+    t_small, t_large = small[f"{stage}_s"], large[f"{stage}_s"]
+    slope = max(0.0, (t_large - t_small) / (large["documents"] - small["documents"]))
+    return slope, max(0.0, t_large - slope * large["documents"])
 
 
 def project(
@@ -124,42 +124,42 @@ def project(
     driver_vcpus: int = 8,
     m: int = 96,
 ) -> list[dict[str, Any]]:
-    """Wall time and cost of Ray builds of ``sizes`` abstracts on N workers, from the
-    PubMedQA runs on the largest cluster measured (assumptions: docs/scale.md)."""
+    """Wall time and cost of Ray builds of ``sizes`` abstracts on N workers, from the two
+    PubMedQA sizes built on the largest cluster measured (assumptions: docs/scale.md)."""
     pq = ivfpq_cost(ann, m)
     out = []
     for sentences in (False, True):
         found = [
             r for r in runs if r["corpus"] == "pubmedqa" and r["engine"] == "ray" and r["with_sentences"] == sentences
         ]
-        if not found:
-            continue
-        w = max(r["workers"] for r in found)
+        w = max((r["workers"] for r in found), default=0)
         by_size = sorted((r for r in found if r["workers"] == w), key=lambda r: r["documents"])
+        if len(by_size) < 2:
+            continue
         small, large = by_size[0], by_size[-1]
-        if small is large:
-            small = {**large, "documents": 0, **{f"{s}_s": 0.0 for s in STAGES}}
-        worker_s = w * sum(per_abstract(small, large, s) for s in ("chunk", "embed", "write"))
-        driver_s = sum(per_abstract(small, large, s) for s in ("read", "adapt", "assemble"))
+        lines = {stage: fit(small, large, stage) for stage in STAGES}
+        worker_s = w * sum(lines[s][0] for s in ("chunk", "embed", "write"))  # one worker, per abstract
+        driver_s = sum(lines[s][0] for s in ("read", "adapt", "assemble"))  # on the driver, per abstract
+        fixed = sum(b for _, b in lines.values())
         per_doc = large["passages"] / large["documents"]
         for n_docs in sizes:
             vectors = n_docs * per_doc
-            serial = n_docs * driver_s + vectors * pq["s_per_vector"]
+            serial = fixed + n_docs * driver_s + vectors * pq["s_per_vector"]
             for n in workers:
-                wall = n_docs * worker_s / n + serial
-                hours = wall / 3600
+                parallel = n_docs * worker_s / n
+                wall_h, parallel_h = (parallel + serial) / 3600, parallel / 3600
                 out.append(
                     {
                         "abstracts": n_docs,
                         "sentences": sentences,
                         "workers": n,
                         "passages": round(vectors),
-                        "wall_h": round(hours, 2),
-                        "cost_usd": round((n + driver_vcpus) * hours * price, 2),
-                        "parallel_h": round(n_docs * worker_s / n / 3600, 2),
+                        "wall_h": round(wall_h, 2),
+                        "parallel_h": round(parallel_h, 2),
                         "serial_h": round(serial / 3600, 2),
+                        "cost_usd": round((n * parallel_h + driver_vcpus * wall_h) * price, 2),
                         "worker_s_per_abstract": round(worker_s, 4),
-                        "driver_s_per_abstract": round(driver_s, 5),
+                        "driver_s_per_abstract": round(driver_s, 6),
                         "ivfpq_mb": round(vectors * (m + 8) / 2**20, 1),
                     }
                 )
@@ -185,16 +185,16 @@ def markdown(results: Mapping[str, Any]) -> str:
         )
     lines += [
         "",
-        f"Projection at ${results['price_per_vcpu_hour']}/vCPU-hour (one worker = one vCPU, plus an "
-        f"{results['driver_vcpus']}-vCPU driver):",
+        f"Projection at ${results['price_per_vcpu_hour']}/vCPU-hour (one worker = one vCPU while it embeds, "
+        f"plus a {results['driver_vcpus']}-vCPU driver all along):",
         "",
-        "| abstracts | sentence vectors | workers | passages | wall h | of which serial h | cost USD | IVF-PQ MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| abstracts | sentence vectors | workers | passages | wall h | parallel h | serial h | cost USD | IVF-PQ MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["projection"]:
         lines.append(
             f"| {p['abstracts']:,} | {'yes' if p['sentences'] else 'no'} | {p['workers']} | {p['passages']:,} | "
-            f"{p['wall_h']} | {p['serial_h']} | {p['cost_usd']} | {p['ivfpq_mb']:,} |"
+            f"{p['wall_h']} | {p['parallel_h']} | {p['serial_h']} | {p['cost_usd']} | {p['ivfpq_mb']:,} |"
         )
     return "\n".join(lines) + "\n"
 

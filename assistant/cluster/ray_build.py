@@ -219,7 +219,10 @@ def build_with_ray(
     started = _connect(ray, address, workers)
     target.parent.mkdir(parents=True, exist_ok=True)
     own_dir = work_dir is None
-    work = str(work_dir) if work_dir is not None else tempfile.mkdtemp(prefix=f".{target.name}.ray-", dir=target.parent)
+    if work_dir is None:
+        work = tempfile.mkdtemp(prefix=f".{target.name}.ray-", dir=target.parent)
+    else:  # absolute: Ray's workers do not run in the driver's folder
+        work = str(work_dir) if "://" in str(work_dir) else str(Path(work_dir).resolve())
     shards = f"{work.rstrip('/')}/shards"
     scratch = Path(work) if "://" not in work else target.parent
     try:
@@ -269,6 +272,8 @@ def _run(
     for _ in blocks.stream(extra):
         pass
     blocks.flush()
+    if not blocks.refs:
+        raise ValueError("the corpus has no text to index")
     lap("read")
 
     tokenizer, _ = _counters(settings)

@@ -137,6 +137,8 @@ class Reranked:
         self.k_factor = max(1, int(k_factor))
 
     def __getattr__(self, name: str) -> Any:
+        if "index" not in self.__dict__:  # while being copied or unpickled
+            raise AttributeError(name)
         return getattr(self.__dict__["index"], name)
 
     @property
