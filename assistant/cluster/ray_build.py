@@ -210,6 +210,8 @@ def build_with_ray(
     target = Path(settings.index_dir)
     corpus = Path(settings.corpus_dir)
     previous, extra = _previous(target)
+    if previous is not None:
+        settings = settings.following(previous.manifest)
     if previous is not None and not force:
         reason = staleness(previous.manifest, settings, documents_hash(iter_documents(corpus)))
         if reason is None:

@@ -256,11 +256,12 @@ def _prepare_query_encoder(settings: Settings, log: Log) -> None:
 
 
 def staleness(index_manifest: Mapping[str, Any], settings: Settings, corpus_hash: str) -> str | None:
-    """Why an index no longer matches the settings and corpus, or None if it does."""
+    """Why an index no longer matches the settings and corpus, or None if it does (layout
+    settings the caller did not choose follow the index: :meth:`Settings.following`)."""
     if index_manifest.get("corpus_hash") != corpus_hash:
         return "the corpus changed since the index was built"
     built = index_manifest.get("fingerprint", {})
-    for key, value in settings.build_fingerprint().items():
+    for key, value in settings.following(index_manifest).build_fingerprint().items():
         if built.get(key) != value:
             return f"setting {key!r} changed ({built.get(key)!r} -> {value!r})"
     adapted = index_manifest.get("adaptation") or {}
@@ -294,6 +295,7 @@ def ensure_index(settings: Settings, documents: Sequence[Document] | None = None
         if reason is None:
             return index
         log(f"Index at {target} is stale: {reason}. Rebuilding.")
+        settings = settings.following(index.manifest)
     except IndexProblem as exc:
         if (target / MANIFEST).exists() or target.exists():
             log(f"Index problem: {exc}. Rebuilding.")

@@ -67,6 +67,39 @@ def test_stale_when_corpus_or_settings_change(settings: Settings) -> None:
     assert any("stale" in msg for msg in messages)
 
 
+def test_a_chosen_layout_is_kept_by_commands_that_do_not_choose_one(settings: Settings) -> None:
+    """``build --faiss hnsw --chunk-tokens 96`` then ``ask``: the index is served as built,
+    not found stale and rebuilt flat; a corpus change rebuilds it in the same layout."""
+    build_index(DOCS, settings.with_(faiss_index="hnsw", chunk_tokens=96), log=lambda m: None)
+    messages: list[str] = []
+    later = Settings.from_env(index_dir=settings.index_dir, corpus_dir=settings.corpus_dir)
+    assert later.faiss_index == "flat" and not later.chosen
+    index = ensure_index(later, DOCS, log=messages.append)
+    assert messages == [] and index.manifest["faiss"]["type"] == "hnsw"
+    assert staleness(index.manifest, later, documents_hash(DOCS)) is None
+    rebuilt = ensure_index(later, DOCS[:2], log=messages.append)
+    assert "corpus changed" in messages[0]
+    assert rebuilt.manifest["faiss"]["type"] == "hnsw" and rebuilt.manifest["chunking"]["max_tokens"] == 96
+    # choosing another layout, by override or by environment, still makes it stale
+    assert "faiss_index" in str(staleness(rebuilt.manifest, later.with_(faiss_index="flat"), documents_hash(DOCS[:2])))
+    assert "chunk_tokens" in str(staleness(rebuilt.manifest, later.with_(chunk_tokens=160), documents_hash(DOCS[:2])))
+
+
+def test_layout_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LBP_FAISS", "IVFPQ")
+    monkeypatch.setenv("LBP_CHUNK_TOKENS", "128")
+    chosen = Settings.from_env(index_dir=tmp_path)
+    assert (chosen.faiss_index, chosen.chunk_tokens) == ("ivfpq", 128)
+    assert chosen.chosen == {"faiss_index", "chunk_tokens"}
+    monkeypatch.setenv("LBP_FAISS", "annoy")
+    with pytest.raises(ValueError, match="LBP_FAISS must be one of flat, hnsw, ivf, ivfpq"):
+        Settings.from_env()
+    monkeypatch.setenv("LBP_FAISS", "flat")
+    monkeypatch.setenv("LBP_CHUNK_TOKENS", "many")
+    with pytest.raises(ValueError, match="LBP_CHUNK_TOKENS must be a whole number"):
+        Settings.from_env()
+
+
 @pytest.mark.parametrize("victim", ["passages.jsonl", "dense.faiss", "embeddings.npy", "manifest.json"])
 def test_corrupt_index_is_detected_and_rebuilt(settings: Settings, victim: str) -> None:
     build_index(DOCS, settings, log=lambda m: None)
