@@ -91,7 +91,14 @@ _BACKGROUND = re.compile(
 _METHOD = re.compile(
     r"\b(searche[ds]|eligible|inclusion criteria|were included|selected trials|extracted|data extraction|"
     r"rated with|intention-to-treat|per-protocol|were randomi[sz]ed|randomly assigned|allocation|"
-    r"meta-regression tested|thematic synthesis|were (pooled|analy[sz]ed)|models? adjusted|qualified)\b",
+    r"meta-regression tested|thematic synthesis|were (pooled|analy[sz]ed)|models? adjusted|qualified|"
+    # who took part, how groups were treated and when outcomes were measured
+    r"took part|were (recruited|enrolled|allocated|split|screened|stratified)|comprised|(came|recruited) from|"
+    r"(both|each|the two) (groups?|arms?)( [\w-]+){0,2} (had|trained|attended|received|shared|followed)|"
+    r"assessments? took place|follow-up (lasted|visits?|was obtained)|(supplied|provided) (\d+-month )?data|"
+    r"(outcomes?|measures?)( [\w-]+){0,3} (were|was) (measured|assessed|recorded|reassessed|rated)|"
+    r"(were|was) (measured|recorded|reassessed) (at|before|after)|grouped by|pooling was done|served as|"
+    r"(were|was) put on)\b",
     re.IGNORECASE,
 )
 

@@ -127,6 +127,13 @@ def test_sentence_phases(text: str, expected: tuple[str, ...]) -> None:
         "The authors searched MEDLINE to 2004.",
         "Trials were pooled using random effects.",
         "Eligible trials compared exercise with no treatment.",
+        # who took part, how the groups were treated, when outcomes were measured
+        "Forty patients with chronic pain took part: 20 did yoga and 20 stretched.",
+        "The cohort comprised 300 consecutive people with LBP.",
+        "Both groups attended 12 sessions over 6 weeks.",
+        "Outcomes were measured after treatment and at 6 months.",
+        "Assessments took place before and after treatment.",
+        "Results were grouped by time since randomization.",
     ],
 )
 def test_framing_and_method_sentences(text: str) -> None:
@@ -141,6 +148,8 @@ def test_framing_and_method_sentences(text: str) -> None:
         # method words beside a result cue: a result
         "Trials were pooled and showed that exercise reduced pain.",
         "Pain improved more with exercise, on intention-to-treat analysis.",
+        "Those who took part in more sessions improved more.",
+        "Both groups improved, and pain fell more with yoga.",
     ],
 )
 def test_result_sentences_are_not_framing(text: str) -> None:
