@@ -13,20 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from assistant.errors import FormatError
-from assistant.sources.records import (
-    Record,
-    _author_from_text,
-    _BadRecord,
-    _checked,
-    _clean,
-    _clean_doi,
-    _clean_pmid,
-    _clean_title,
-    _failure,
-    _label,
-    _record_error,
-    _year,
-)
+from assistant.sources import records as rec
+from assistant.sources.records import Record
 
 
 def _strings(value: Any, name: str) -> tuple[str, ...]:
@@ -37,19 +25,19 @@ def _strings(value: Any, name: str) -> tuple[str, ...]:
         return (value,)
     if isinstance(value, list) and all(isinstance(x, str) for x in value):
         return tuple(value)
-    raise _BadRecord(f"'metadata.{name}' must be a string or a list of strings")
+    raise rec.BadRecord(f"'metadata.{name}' must be a string or a list of strings")
 
 
 def _beir_record(obj: Mapping[str, Any]) -> Record:
     meta = obj.get("metadata") or {}
     return Record(
-        title=_clean_title(obj.get("title")),
-        abstract=_clean(obj.get("text")),
-        authors=tuple(_author_from_text(a) for a in _strings(meta.get("authors"), "authors")),
-        journal=_clean(meta.get("journal")),
-        year=_year(meta.get("year")),
-        pmid=_clean_pmid(meta.get("pmid")),
-        doi=_clean_doi(meta.get("doi")),
+        title=rec.clean_title(obj.get("title")),
+        abstract=rec.clean(obj.get("text")),
+        authors=tuple(rec.author_from_text(a) for a in _strings(meta.get("authors"), "authors")),
+        journal=rec.clean(meta.get("journal")),
+        year=rec.parse_year(meta.get("year")),
+        pmid=rec.clean_pmid(meta.get("pmid")),
+        doi=rec.clean_doi(meta.get("doi")),
         publication_types=_strings(meta.get("publication_types"), "publication_types"),
         mesh=_strings(meta.get("mesh"), "mesh"),
     )
@@ -66,32 +54,32 @@ def _parse_beir(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
-            errors.append(_record_error(path, line, _label(i), f"invalid JSON: {exc.msg}"))
+            errors.append(rec.record_error(path, line, rec.record_label(i), f"invalid JSON: {exc.msg}"))
             continue
         except RecursionError:  # [[[[... deeper than the interpreter's stack
-            errors.append(_record_error(path, line, _label(i), "invalid JSON: nested too deeply"))
+            errors.append(rec.record_error(path, line, rec.record_label(i), "invalid JSON: nested too deeply"))
             continue
         except ValueError as exc:  # e.g. a number of more than 4,300 digits
-            errors.append(_record_error(path, line, _label(i), f"invalid JSON: {exc}"[:200]))
+            errors.append(rec.record_error(path, line, rec.record_label(i), f"invalid JSON: {exc}"[:200]))
             continue
         if not isinstance(obj, dict):
-            errors.append(_record_error(path, line, _label(i), "expected a JSON object"))
+            errors.append(rec.record_error(path, line, rec.record_label(i), "expected a JSON object"))
             continue
-        label = _label(i, f"_id {obj.get('_id')!r}"[:80])
+        label = rec.record_label(i, f"_id {obj.get('_id')!r}"[:80])
         if "_id" not in obj:
-            errors.append(_record_error(path, line, label, "missing '_id'"))
+            errors.append(rec.record_error(path, line, label, "missing '_id'"))
             continue
         if not all(isinstance(obj.get(k) or "", str) for k in ("title", "text")):
-            errors.append(_record_error(path, line, label, "'title' and 'text' must be strings"))
+            errors.append(rec.record_error(path, line, label, "'title' and 'text' must be strings"))
             continue
         if not isinstance(obj.get("metadata") or {}, dict):
-            errors.append(_record_error(path, line, label, "'metadata' must be a JSON object"))
+            errors.append(rec.record_error(path, line, label, "'metadata' must be a JSON object"))
             continue
         try:
             record = _beir_record(obj)
         except Exception as exc:
-            errors.append(_failure(path, line, label, exc, "the BEIR reader"))
+            errors.append(rec.read_failure(path, line, label, exc, "the BEIR reader"))
             continue
-        if (checked := _checked(record, path, line, label, errors, raw)) is not None:
+        if (checked := rec.checked(record, path, line, label, errors, raw)) is not None:
             records.append(checked)
     return records, errors

@@ -13,19 +13,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from assistant.errors import FormatError
-from assistant.sources.records import (
-    Record,
-    _author,
-    _checked,
-    _clean,
-    _clean_doi,
-    _clean_pmid,
-    _clean_title,
-    _failure,
-    _mesh_name,
-    _record_error,
-    _year,
-)
+from assistant.sources import records as rec
+from assistant.sources.records import Record
 
 
 def _bibtex_author(name: Any) -> str:
@@ -37,30 +26,30 @@ def _bibtex_author(name: Any) -> str:
     from pylatexenc.latex2text import LatexNodes2Text
 
     decode = LatexNodes2Text().latex_to_text
-    last = _clean(decode(" ".join([*name.von, *name.last])))
-    first = _clean(decode(" ".join(name.first)))
-    return _author(last, first) if last else first
+    last = rec.clean(decode(" ".join([*name.von, *name.last])))
+    first = rec.clean(decode(" ".join(name.first)))
+    return rec.author_name(last, first) if last else first
 
 
 def _bibtex_record(fields: Mapping[str, Any]) -> Record:
     def get(*keys: str) -> str:
-        return next((_clean(fields[k].value) for k in keys if k in fields), "")
+        return next((rec.clean(fields[k].value) for k in keys if k in fields), "")
 
     authors = fields["author"].value if "author" in fields else []
     eprint_pmid = get("eprint") if get("eprinttype").lower() == "pubmed" else ""
     return Record(
-        title=_clean_title(get("title")),
+        title=rec.clean_title(get("title")),
         abstract=get("abstract"),
         authors=tuple(_bibtex_author(a) for a in authors),
         journal=get("journal", "journaltitle", "booktitle"),
-        year=_year(get("year", "date")),
+        year=rec.parse_year(get("year", "date")),
         volume=get("volume"),
         issue=get("number", "issue"),
         pages=re.sub(r"\s*(--|–)\s*", "-", get("pages")),
-        pmid=_clean_pmid(get("pmid") or eprint_pmid),
-        doi=_clean_doi(get("doi")),
+        pmid=rec.clean_pmid(get("pmid") or eprint_pmid),
+        doi=rec.clean_doi(get("doi")),
         publication_types=tuple(t.strip() for t in get("pubtype").split(";") if t.strip()),
-        mesh=tuple(_mesh_name(t) for t in re.split(r"[;,]", get("mesh", "keywords")) if t.strip()),
+        mesh=tuple(rec.mesh_name(t) for t in re.split(r"[;,]", get("mesh", "keywords")) if t.strip()),
     )
 
 
@@ -95,7 +84,7 @@ def _bibtex_entries(library: Any, path: str, offset: int, records: list[Record],
         key = getattr(block, "key", None) or "".join(re.findall(r"^@\w+\s*[{(]\s*([^,\s]+)", block.raw or "")[:1])
         label = f"entry {key!r}" if key else "entry"
         line = offset + (block.start_line or 0) + 1
-        errors.append(_record_error(path, line, label, f"bad BibTeX: {_clean(reason)[:200] or 'unparsable'}"))
+        errors.append(rec.record_error(path, line, label, f"bad BibTeX: {rec.clean(reason)[:200] or 'unparsable'}"))
     for entry in library.entries:
         label = f"entry {entry.key!r}"
         line = offset + (entry.start_line or 0) + 1
@@ -103,9 +92,9 @@ def _bibtex_entries(library: Any, path: str, offset: int, records: list[Record],
             fields = {key.lower(): value for key, value in entry.fields_dict.items()}
             record = _bibtex_record(fields)
         except Exception as exc:
-            errors.append(_failure(path, line, label, exc, "bibtexparser"))
+            errors.append(rec.read_failure(path, line, label, exc, "bibtexparser"))
             continue
-        if (checked := _checked(record, path, line, label, errors, entry.raw or "")) is not None:
+        if (checked := rec.checked(record, path, line, label, errors, entry.raw or "")) is not None:
             records.append(checked)
 
 
@@ -128,7 +117,7 @@ def _parse_bibtex(text: str, path: str) -> tuple[list[Record], list[FormatError]
             library = _bibtex_library(chunk)
         except Exception as exc:
             key = "".join(re.findall(r"^[ \t]*@\w+\s*[{(]\s*([^,\s]+)", chunk)[:1])
-            errors.append(_failure(path, offset + 1, f"entry {key!r}" if key else "entry", exc, "bibtexparser"))
+            errors.append(rec.read_failure(path, offset + 1, f"entry {key!r}" if key else "entry", exc, "bibtexparser"))
             continue
         _bibtex_entries(library, path, offset, records, errors)
     return records, errors

@@ -11,19 +11,8 @@ import re
 from collections.abc import Callable, Sequence
 
 from assistant.errors import FormatError
-from assistant.sources.records import (
-    Record,
-    _checked,
-    _clean,
-    _clean_doi,
-    _clean_pmid,
-    _clean_title,
-    _failure,
-    _label,
-    _mesh_name,
-    _record_error,
-    _year,
-)
+from assistant.sources import records as rec
+from assistant.sources.records import Record
 
 # A MEDLINE line starts with its tag (detection, in :mod:`.formats`, uses it too).
 _MEDLINE_TAG = re.compile(r"^[A-Z][A-Z0-9]{1,3} {0,2}- ", re.MULTILINE)
@@ -50,18 +39,18 @@ def _medline_record(block: Sequence[str]) -> Record:
     m = Medline.read(io.StringIO("\n".join(block) + "\n"))
     ids = [*str(m.get("LID", "")).split("\n"), *m.get("AID", [])]
     return Record(
-        title=_clean_title(m.get("TI") or m.get("BTI")),
-        abstract=_clean(m.get("AB")),
+        title=rec.clean_title(m.get("TI") or m.get("BTI")),
+        abstract=rec.clean(m.get("AB")),
         authors=tuple([*m.get("AU", []), *m.get("CN", [])]),
-        journal=_clean(m.get("TA") or m.get("JT")),
-        year=_year(m.get("DP")),
-        volume=_clean(m.get("VI")),
-        issue=_clean(m.get("IP")),
-        pages=_clean(m.get("PG")),
-        pmid=_clean_pmid(m.get("PMID")),
-        doi=_clean_doi(next((x for x in ids if x.endswith("[doi]")), None)),
+        journal=rec.clean(m.get("TA") or m.get("JT")),
+        year=rec.parse_year(m.get("DP")),
+        volume=rec.clean(m.get("VI")),
+        issue=rec.clean(m.get("IP")),
+        pages=rec.clean(m.get("PG")),
+        pmid=rec.clean_pmid(m.get("PMID")),
+        doi=rec.clean_doi(next((x for x in ids if x.endswith("[doi]")), None)),
         publication_types=tuple(m.get("PT", [])),
-        mesh=tuple(_mesh_name(t) for t in m.get("MH", [])),
+        mesh=tuple(rec.mesh_name(t) for t in m.get("MH", [])),
     )
 
 
@@ -72,24 +61,24 @@ def _parse_medline(text: str, path: str) -> tuple[list[Record], list[FormatError
     blocks = _blocks(text.splitlines(), lambda x: x.startswith("PMID-"))
     for i, (line, block) in enumerate(blocks, start=1):
         pmid = next((x[6:].strip() for x in block if x.startswith("PMID-")), "")
-        label = _label(i, f"PMID {pmid}" if pmid.isdigit() else "")
+        label = rec.record_label(i, f"PMID {pmid}" if pmid.isdigit() else "")
         bad = next(
             (k for k, x in enumerate(block) if not (_MEDLINE_TAG.match(x) or x.startswith("      "))),
             None,
         )
         if bad is not None:
             msg = f"not a MEDLINE line ('TAG - value' or a 6-space continuation): {block[bad][:60]!r}"
-            errors.append(_record_error(path, line + bad, label, msg))
+            errors.append(rec.record_error(path, line + bad, label, msg))
             continue
         if block[0].startswith("      "):
             msg = "a continuation line with no tag before it (a blank line inside a record?)"
-            errors.append(_record_error(path, line, label, msg))
+            errors.append(rec.record_error(path, line, label, msg))
             continue
         try:
             record = _medline_record(block)
         except Exception as exc:
-            errors.append(_failure(path, line, label, exc, "Bio.Medline"))
+            errors.append(rec.read_failure(path, line, label, exc, "Bio.Medline"))
             continue
-        if (checked := _checked(record, path, line, label, errors, "\n".join(block))) is not None:
+        if (checked := rec.checked(record, path, line, label, errors, "\n".join(block))) is not None:
             records.append(checked)
     return records, errors

@@ -15,18 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import FormatError
-from assistant.sources.records import (
-    Record,
-    _BadRecord,
-    _checked,
-    _clean_doi,
-    _clean_markup,
-    _clean_pmid,
-    _clean_title,
-    _label,
-    _record_error,
-    _year,
-)
+from assistant.sources import records as rec
+from assistant.sources.records import Record
 
 _DOCTYPE = re.compile(r"<!DOCTYPE\s+(\w+)[^>]*?\"([^\"<>]+\.dtd)\"\s*>", re.DOTALL)
 _ARTICLE = re.compile(r"<(PubmedArticle|PubmedBookArticle)>.*?</\1>", re.DOTALL)
@@ -86,21 +76,21 @@ def _read_articles(prolog: str, body: str, kinds: Sequence[str]) -> list[Record]
     """The records of ``body`` (a ``<PubmedArticleSet>``), in document order.
 
     Raises:
-        Exception: anything the parser raises, or ``_BadRecord`` when the number or kinds
-            of the articles read are not ``kinds``.
+        Exception: anything the parser raises, or :class:`~.records.BadRecord` when the
+            number or kinds of the articles read are not ``kinds``.
     """
     parsed = _entrez_read(prolog + body)
     articles = [_pubmed_article(a) for a in parsed.get("PubmedArticle", [])]
     books = [_pubmed_book(b) for b in parsed.get("PubmedBookArticle", [])]
     if len(articles) != kinds.count("PubmedArticle") or len(books) != len(kinds) - len(articles):
-        raise _BadRecord("the articles read do not match the articles found")
+        raise rec.BadRecord("the articles read do not match the articles found")
     # Bio.Entrez lists articles before books: put them back in file order.
     next_article, next_book = iter(articles), iter(books)
     return [next(next_article) if kind == "PubmedArticle" else next(next_book) for kind in kinds]
 
 
 def _text_of(value: Any) -> str:
-    return _clean_markup(value) if value is not None else ""
+    return rec.clean_markup(value) if value is not None else ""
 
 
 def _pubmed_article(article: Mapping[str, Any]) -> Record:
@@ -108,20 +98,20 @@ def _pubmed_article(article: Mapping[str, Any]) -> Record:
     citation = article.get("MedlineCitation") or {}
     art = citation.get("Article")
     if not art:
-        raise _BadRecord("no <MedlineCitation> with an <Article> in this <PubmedArticle>")
+        raise rec.BadRecord("no <MedlineCitation> with an <Article> in this <PubmedArticle>")
     journal = art.get("Journal", {})
     issue = journal.get("JournalIssue", {})
     date = issue.get("PubDate", {})
     parts = []
     for chunk in art.get("Abstract", {}).get("AbstractText", []):
         label = getattr(chunk, "attributes", {}).get("Label")
-        parts.append(f"{label}: {_clean_markup(chunk)}" if label else _clean_markup(chunk))
+        parts.append(f"{label}: {rec.clean_markup(chunk)}" if label else rec.clean_markup(chunk))
     authors = []
     for a in art.get("AuthorList", []):
         if a.get("LastName"):
             authors.append(f"{a['LastName']} {a.get('Initials', '')}".strip())
         elif a.get("CollectiveName"):
-            authors.append(_clean_markup(a["CollectiveName"]))
+            authors.append(rec.clean_markup(a["CollectiveName"]))
     doi = next(
         (str(e) for e in art.get("ELocationID", []) if e.attributes.get("EIdType") == "doi"),
         None,
@@ -135,16 +125,16 @@ def _pubmed_article(article: Mapping[str, Any]) -> Record:
     )
     mesh = [str(h["DescriptorName"]) for h in citation.get("MeshHeadingList", []) if h.get("DescriptorName")]
     return Record(
-        title=_clean_title(art.get("ArticleTitle") or art.get("VernacularTitle")),
+        title=rec.clean_title(art.get("ArticleTitle") or art.get("VernacularTitle")),
         abstract="\n".join(p for p in parts if p),
         authors=tuple(authors),
         journal=_text_of(journal.get("ISOAbbreviation") or journal.get("Title")),
-        year=_year(date.get("Year") or date.get("MedlineDate")),
+        year=rec.parse_year(date.get("Year") or date.get("MedlineDate")),
         volume=_text_of(issue.get("Volume")),
         issue=_text_of(issue.get("Issue")),
         pages=_text_of(pages),
-        pmid=_clean_pmid(citation.get("PMID")),
-        doi=_clean_doi(doi),
+        pmid=rec.clean_pmid(citation.get("PMID")),
+        doi=rec.clean_doi(doi),
         publication_types=tuple(str(t) for t in art.get("PublicationTypeList", [])),
         mesh=tuple(mesh),
     )
@@ -154,8 +144,8 @@ def _pubmed_book(article: Mapping[str, Any]) -> Record:
     """A :class:`Record` from a ``PubmedBookArticle`` (books and NCBI Bookshelf chapters)."""
     book = article.get("BookDocument")
     if not book:
-        raise _BadRecord("no <BookDocument> in this <PubmedBookArticle>")
-    parts = [_clean_markup(c) for c in book.get("Abstract", {}).get("AbstractText", [])]
+        raise rec.BadRecord("no <BookDocument> in this <PubmedBookArticle>")
+    parts = [rec.clean_markup(c) for c in book.get("Abstract", {}).get("AbstractText", [])]
     authors = [
         f"{a['LastName']} {a.get('Initials', '')}".strip()
         for lst in book.get("AuthorList", [])
@@ -164,12 +154,12 @@ def _pubmed_book(article: Mapping[str, Any]) -> Record:
     ]
     info = book.get("Book", {})
     return Record(
-        title=_clean_title(book.get("ArticleTitle") or info.get("BookTitle")),
+        title=rec.clean_title(book.get("ArticleTitle") or info.get("BookTitle")),
         abstract="\n".join(p for p in parts if p),
         authors=tuple(authors),
         journal=_text_of(info.get("BookTitle")),
-        year=_year(info.get("PubDate", {}).get("Year")),
-        pmid=_clean_pmid(book.get("PMID")),
+        year=rec.parse_year(info.get("PubDate", {}).get("Year")),
+        pmid=rec.clean_pmid(book.get("PMID")),
         publication_types=tuple(str(t) for t in book.get("PublicationType", [])),
     )
 
@@ -191,7 +181,7 @@ def _xml_problem(exc: Exception) -> str:
 
     if isinstance(exc, ValidationError):
         return f"element <{exc.name}> is not defined by the PubMed DTD"
-    if isinstance(exc, _BadRecord):
+    if isinstance(exc, rec.BadRecord):
         return str(exc)
     return str(exc) or type(exc).__name__
 
@@ -210,11 +200,11 @@ def _parse_pubmed_xml(text: str, path: str) -> tuple[list[Record], list[FormatEr
         return [], [FormatError(path, None, "no <PubmedArticle> records found")]
     set_at = text.find("<PubmedArticleSet")
     prolog = _prolog(text[: set_at if 0 <= set_at < starts[0][0] else starts[0][0]])
-    labels = [_label(i, f"PMID {pmid}" if pmid else "") for i, (_, _, _, pmid) in enumerate(starts, start=1)]
+    labels = [rec.record_label(i, f"PMID {pmid}" if pmid else "") for i, (_, _, _, pmid) in enumerate(starts, start=1)]
     kinds = [kind for _, _, kind, _ in starts]
 
     def checked(pairs: Iterable[tuple[int, Record]]) -> list[Record]:
-        kept = (_checked(r, path, starts[k][1], labels[k], errors) for k, r in pairs)
+        kept = (rec.checked(r, path, starts[k][1], labels[k], errors) for k, r in pairs)
         return [r for r in kept if r is not None]
 
     if 0 <= set_at < starts[0][0]:
@@ -229,9 +219,9 @@ def _parse_pubmed_xml(text: str, path: str) -> tuple[list[Record], list[FormatEr
         m = _ARTICLE.match(text, start)
         end = starts[k + 1][0] if k + 1 < len(starts) else len(text)
         if m is None or m.end() > end:
-            errors.append(_record_error(path, line, labels[k], "the article is not closed (truncated file?)"))
+            errors.append(rec.record_error(path, line, labels[k], "the article is not closed (truncated file?)"))
         elif problem := _xml_syntax_error(f"<PubmedArticleSet>{m.group(0)}</PubmedArticleSet>", line):
-            errors.append(_record_error(path, line, labels[k], f"bad PubMed XML: {problem}"))
+            errors.append(rec.record_error(path, line, labels[k], f"bad PubMed XML: {problem}"))
         else:
             closed.append((k, m.group(0)))
     records: list[tuple[int, Record]] = []
@@ -246,7 +236,7 @@ def _parse_pubmed_xml(text: str, path: str) -> tuple[list[Record], list[FormatEr
         except Exception as exc:
             if len(batch) == 1:
                 k = batch[0][0]
-                errors.append(_record_error(path, starts[k][1], labels[k], f"bad PubMed XML: {_xml_problem(exc)}"))
+                errors.append(rec.record_error(path, starts[k][1], labels[k], f"bad PubMed XML: {_xml_problem(exc)}"))
                 return
             read(batch[: len(batch) // 2])
             read(batch[len(batch) // 2 :])

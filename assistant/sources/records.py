@@ -1,16 +1,25 @@
 """The records every reader makes, and what they share.
 
 :class:`Record` (one bibliographic record), :class:`TopicRecord` (a topic reprint and its
-reference list) and :class:`ParsedFile` (what one file yielded); the field helpers the
-readers clean their values with (titles, DOIs, PMIDs, years, authors, MeSH); the contract's
+reference list) and :class:`ParsedFile` (what one file yielded); the contract's
 ``study_type`` and ``species`` (:func:`study_type_from`, :func:`species_from_mesh`); the
 citation (:func:`format_citation`) and the :class:`~assistant.types.Document` of a record
-(:func:`record_to_document`); and the safety net of every reader: the error naming one
-record (file, line, label), the exception a record's reading raised turned into such an
-error, and the check that a record is usable (a title, text that was UTF-8).
+(:func:`record_to_document`).
 
 The readers (:mod:`.pubmed_xml`, :mod:`.medline`, :mod:`.ris`, :mod:`.bibtex`,
-:mod:`.beir_jsonl`, :mod:`.reprint`) import from here; this module imports none of them.
+:mod:`.beir_jsonl`, :mod:`.reprint`) import this module (``from assistant.sources import
+records as rec``); it imports none of them. Their toolkit:
+
+- field values: :func:`clean` (whitespace), :func:`clean_markup` (PubMed inline markup),
+  :func:`clean_title`, :func:`clean_doi`, :func:`clean_pmid`, :func:`parse_year`,
+  :func:`author_name` (surname and given names), :func:`author_from_text` (one name as
+  written) and :func:`mesh_name`;
+- the safety net, one error per bad record and never one for the file:
+  :func:`record_label` names a record, :func:`record_error` is the error naming it (file,
+  line, label), :class:`BadRecord` is what a reader raises for a record it cannot use,
+  :func:`read_failure` turns the exception a record's reading raised into its error, and
+  :func:`checked` keeps a record only if it is usable (a title, text that was UTF-8, see
+  :func:`text_not_utf8` and :func:`record_not_utf8`).
 """
 
 from __future__ import annotations
@@ -26,13 +35,29 @@ from assistant.errors import FormatError
 from assistant.types import Document, Section
 
 __all__ = [
+    "BadRecord",
     "ParsedFile",
     "Record",
     "TopicRecord",
+    "author_from_text",
+    "author_name",
+    "checked",
+    "clean",
+    "clean_doi",
+    "clean_markup",
+    "clean_pmid",
+    "clean_title",
     "format_citation",
+    "mesh_name",
+    "parse_year",
+    "read_failure",
+    "record_error",
+    "record_label",
+    "record_not_utf8",
     "record_to_document",
     "species_from_mesh",
     "study_type_from",
+    "text_not_utf8",
 ]
 
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
@@ -109,8 +134,8 @@ class ParsedFile:
 # --------------------------------------------------------------------------- field helpers
 
 
-def _clean(text: Any) -> str:
-    """Whitespace-collapsed text."""
+def clean(text: Any) -> str:
+    """``text`` as a string with each run of whitespace made one space, stripped (``""`` for None)."""
     return re.sub(r"\s+", " ", str(text or "")).strip()
 
 
@@ -118,31 +143,33 @@ def _clean(text: Any) -> str:
 _PUBMED_MARKUP = re.compile(r"</?(?:i|b|u|sup|sub|mml:\w+)(?:\s[^<>]*)?/?>")
 
 
-def _clean_markup(text: Any) -> str:
+def clean_markup(text: Any) -> str:
     """Whitespace-collapsed text of a PubMed XML element, inline markup removed."""
-    return _clean(_PUBMED_MARKUP.sub("", str(text or "")))
+    return clean(_PUBMED_MARKUP.sub("", str(text or "")))
 
 
-def _clean_title(title: Any) -> str:
+def clean_title(title: Any) -> str:
     """A title without markup, the trailing period PubMed adds or the [brackets] of translations."""
-    t = _clean_markup(title)
+    t = clean_markup(title)
     if t.startswith("[") and t.rstrip(".").endswith("]"):
         t = t.rstrip(".")[1:-1]
     return t[:-1].rstrip() if t.endswith(".") else t
 
 
-def _clean_doi(value: Any) -> str | None:
+def clean_doi(value: Any) -> str | None:
     """A bare DOI (``10.x/...``) from a DOI, ``doi:`` string or doi.org URL; None if absent."""
     m = re.search(r"10\.\d{4,9}/\S+", str(value or ""))
     return m.group(0).rstrip(".,;") if m else None
 
 
-def _clean_pmid(value: Any) -> str | None:
+def clean_pmid(value: Any) -> str | None:
+    """A PMID (digits only) from ``value``; None if absent or not a number."""
     text = str(value or "").strip()
     return text if text.isdigit() else None
 
 
-def _year(value: Any) -> int | None:
+def parse_year(value: Any) -> int | None:
+    """The first year (1800-2099) in a date string such as ``2021 Mar``; None if there is none."""
     m = re.search(r"\b(1[89]\d\d|20\d\d)\b", str(value or ""))
     return int(m.group(1)) if m else None
 
@@ -152,25 +179,26 @@ def _initials(given: str) -> str:
     return "".join(p[0].upper() for p in re.split(r"[\s.\-]+", given) if p and p[0].isalpha())
 
 
-def _author(surname: str, given: str = "") -> str:
-    """``"Surname Initials"`` (PubMed style)."""
+def author_name(surname: str, given: str = "") -> str:
+    """``"Surname Initials"`` (PubMed style) from a surname and given names."""
     initials = _initials(given)
     return f"{surname.strip()} {initials}" if initials else surname.strip()
 
 
-def _author_from_text(name: str) -> str:
+def author_from_text(name: str) -> str:
     """``"Doe, Jane A."`` or ``"Jane A. Doe"`` -> ``"Doe JA"``; ``"Doe JA"`` stays."""
-    name = _clean(name)
+    name = clean(name)
     if "," in name:
         surname, given = name.split(",", 1)
-        return _author(surname, given)
+        return author_name(surname, given)
     if re.fullmatch(r".+ [A-Z]{1,4}", name):
         return name
     parts = name.split()
-    return _author(parts[-1], " ".join(parts[:-1])) if len(parts) > 1 else name
+    return author_name(parts[-1], " ".join(parts[:-1])) if len(parts) > 1 else name
 
 
-def _mesh_name(term: str) -> str:
+def mesh_name(term: str) -> str:
+    """A MeSH descriptor without its ``/qualifier`` and major-topic ``*``."""
     return str(term).split("/")[0].lstrip("*").strip()
 
 
@@ -194,7 +222,7 @@ def study_type_from(publication_types: Iterable[str]) -> str | None:
 
 def species_from_mesh(mesh: Iterable[str]) -> str | None:
     """``human`` if MeSH has Humans, ``animal`` if only Animals, else None."""
-    terms = {_mesh_name(t).lower() for t in mesh}
+    terms = {mesh_name(t).lower() for t in mesh}
     if "humans" in terms:
         return "human"
     return "animal" if "animals" in terms else None
@@ -268,35 +296,35 @@ def record_to_document(record: Record, n: int, doc_id: str | None = None) -> Doc
 # --------------------------------------------------------------------------- record errors
 
 
-def _record_error(path: str, line: int | None, label: str, message: str) -> FormatError:
+def record_error(path: str, line: int | None, label: str, message: str) -> FormatError:
     """An error for one record: ``path:line: <label>: message``."""
     return FormatError(path, line, f"{label}: {message}")
 
 
-def _label(index: int, detail: str = "") -> str:
-    """``record 3`` or ``record 3 (PMID 123)`` for messages."""
+def record_label(index: int, detail: str = "") -> str:
+    """A record's name in messages: ``record 3`` or ``record 3 (PMID 123)``."""
     return f"record {index}" + (f" ({detail})" if detail else "")
 
 
-class _BadRecord(Exception):
-    """A record that cannot be used; the message says why, in words."""
+class BadRecord(Exception):
+    """Raised by a reader for a record that cannot be used; the message says why, in words."""
 
 
-def _failure(path: str, line: int | None, label: str, exc: Exception, reader: str) -> FormatError:
+def read_failure(path: str, line: int | None, label: str, exc: Exception, reader: str) -> FormatError:
     """The error for a record whose reading raised ``exc`` (kept as ``__cause__``).
 
-    :class:`_BadRecord` carries its own words; anything else is an exception of the library
+    :class:`BadRecord` carries its own words; anything else is an exception of the library
     (or of the reader) that no check foresaw: it is named, with the library, and the
     record is skipped rather than the file.
     """
-    if isinstance(exc, _BadRecord):
-        return _record_error(path, line, label, str(exc))
+    if isinstance(exc, BadRecord):
+        return record_error(path, line, label, str(exc))
     if isinstance(exc, RecursionError):
         message = f"{reader} cannot read this record: it is nested too deeply"
     else:
         detail = re.sub(r"\s+", " ", str(exc)).strip()[:120]
         message = f"{reader} cannot read this record ({type(exc).__name__}{': ' + detail if detail else ''})"
-    error = _record_error(path, line, label, message)
+    error = record_error(path, line, label, message)
     error.__cause__ = exc
     return error
 
@@ -304,14 +332,19 @@ def _failure(path: str, line: int | None, label: str, exc: Exception, reader: st
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _not_utf8(record: Record) -> bool:
-    """Whether a field holds bytes that were not UTF-8 (lone surrogates, see :func:`assistant.sources.formats.decode`)."""
+def text_not_utf8(*texts: str) -> bool:
+    """Whether any of ``texts`` holds bytes that were not UTF-8 (lone surrogates, see :func:`assistant.sources.formats.decode`)."""
+    return any(_SURROGATE.search(x) for x in texts)
+
+
+def record_not_utf8(record: Record) -> bool:
+    """Whether a field of ``record`` holds bytes that were not UTF-8 (see :func:`text_not_utf8`)."""
     values = [getattr(record, f.name) for f in fields(Record)]
     strings = [v for v in values if isinstance(v, str)] + [x for v in values if isinstance(v, tuple) for x in v]
-    return any(_SURROGATE.search(x) for x in strings)
+    return text_not_utf8(*strings)
 
 
-def _checked(
+def checked(
     record: Record, path: str, line: int | None, label: str, errors: list[FormatError], raw: str = ""
 ) -> Record | None:
     """``record`` with its location, or None (and an error) when it is not usable.
@@ -319,12 +352,12 @@ def _checked(
     A record whose text (``raw``, as in the file, or its fields) holds bytes that were not
     UTF-8 is not usable: whatever a reader made of them would be wrong.
     """
-    if _SURROGATE.search(raw) or _not_utf8(record):
-        errors.append(_record_error(path, line, label, "the text is not valid UTF-8 (save the file as UTF-8)"))
+    if text_not_utf8(raw) or record_not_utf8(record):
+        errors.append(record_error(path, line, label, "the text is not valid UTF-8 (save the file as UTF-8)"))
         return None
     if not record.title:
         detail = f"{label} (PMID {record.pmid})" if record.pmid else label
         what = "no title" + ("" if record.abstract else " and no abstract")
-        errors.append(_record_error(path, line, detail, what))
+        errors.append(record_error(path, line, detail, what))
         return None
     return replace(record, where=f"line {line}, {label}" if line is not None else label)

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 from assistant.documents.reprint import ReferenceEntry, Topic
 from assistant.errors import FormatError
-from assistant.sources.records import (
-    _SURROGATE,
-    Record,
-    TopicRecord,
-    _clean_title,
-    _failure,
-    _not_utf8,
-    _record_error,
-)
+from assistant.sources import records as rec
+from assistant.sources.records import Record, TopicRecord
 
 
 def _reference_record(c: ReferenceEntry) -> Record:
     return Record(
-        title=_clean_title(c.title or c.text),
+        title=rec.clean_title(c.title or c.text),
         authors=tuple(a.strip() for a in c.authors.split(",") if a.strip() not in ("", "et al")),
         journal=c.journal,
         year=c.year,
@@ -54,14 +47,14 @@ def _parse_reprint(text: str, path: str) -> tuple[list[TopicRecord | Record], li
         except FormatError:
             entries = []
     except Exception as exc:
-        return [], [*problems, _failure(path, None, "topic", exc, "the topic reprint reader")]
+        return [], [*problems, rec.read_failure(path, None, "topic", exc, "the topic reprint reader")]
     errors = list(problems)
     references: list[Record] = []
     numbers: list[int] = []
     for c in entries:
         record = _reference_record(c)
-        if _SURROGATE.search(c.text) or _not_utf8(record):
-            errors.append(_record_error(path, None, f"reference {c.n}", "the text is not valid UTF-8"))
+        if rec.text_not_utf8(c.text) or rec.record_not_utf8(record):
+            errors.append(rec.record_error(path, None, f"reference {c.n}", "the text is not valid UTF-8"))
             continue
         references.append(record)
         numbers.append(c.n)
@@ -69,7 +62,7 @@ def _parse_reprint(text: str, path: str) -> tuple[list[TopicRecord | Record], li
         return list(references), errors
     editors = [x for role, names in topic.editors.items() for x in (role, *names)]
     texts = [topic.title, *topic.authors, *editors, *topic.paragraphs, *topic.cross_references]
-    if any(_SURROGATE.search(x) for x in texts):
-        errors.append(_record_error(path, None, "the topic", "its text is not valid UTF-8 (save the file as UTF-8)"))
+    if rec.text_not_utf8(*texts):
+        errors.append(rec.record_error(path, None, "the topic", "its text is not valid UTF-8 (save the file as UTF-8)"))
         return list(references), errors
     return [TopicRecord(topic, tuple(references), tuple(numbers))], errors

@@ -11,21 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from assistant.errors import FormatError
-from assistant.sources.records import (
-    Record,
-    _author_from_text,
-    _BadRecord,
-    _checked,
-    _clean,
-    _clean_doi,
-    _clean_pmid,
-    _clean_title,
-    _failure,
-    _label,
-    _mesh_name,
-    _record_error,
-    _year,
-)
+from assistant.sources import records as rec
+from assistant.sources.records import Record
 
 
 def _first(entry: Mapping[str, Any], *keys: str) -> str:
@@ -35,7 +22,7 @@ def _first(entry: Mapping[str, Any], *keys: str) -> str:
         if isinstance(value, list):
             value = value[0] if value else None
         if value:
-            return _clean(value)
+            return rec.clean(value)
     return ""
 
 
@@ -54,19 +41,19 @@ def _ris_record(entry: Mapping[str, Any]) -> Record:
     pages = "-".join(x for x in (_first(entry, "start_page"), _first(entry, "end_page")) if x)
     journal_keys = ("alternate_title2", "journal_name", "alternate_title1", "secondary_title")
     return Record(
-        title=_clean_title(_first(entry, "title", "primary_title", "translated_title")),
+        title=rec.clean_title(_first(entry, "title", "primary_title", "translated_title")),
         abstract=_first(entry, "abstract", "notes_abstract"),
-        authors=tuple(_author_from_text(a) for a in authors),
+        authors=tuple(rec.author_from_text(a) for a in authors),
         journal=_first(entry, *journal_keys, "alternate_title3"),
-        year=_year(_first(entry, "year", "publication_year", "date")),
+        year=rec.parse_year(_first(entry, "year", "publication_year", "date")),
         volume=_first(entry, "volume"),
         issue=_first(entry, "number"),
         pages=pages,
-        pmid=_clean_pmid(entry.get("accession_number"))
+        pmid=rec.clean_pmid(entry.get("accession_number"))
         or _pmid_in(entry.get("notes"), entry.get("urls"), entry.get("note")),
-        doi=_clean_doi(entry.get("doi")),
+        doi=rec.clean_doi(entry.get("doi")),
         publication_types=tuple(t.strip() for t in str(entry.get("type_of_work") or "").split(";") if t.strip()),
-        mesh=tuple(_mesh_name(k) for k in entry.get("keywords", [])),
+        mesh=tuple(rec.mesh_name(k) for k in entry.get("keywords", [])),
     )
 
 
@@ -87,21 +74,21 @@ def _parse_ris(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
     for i, start in enumerate(starts, start=1):
         block = lines[start : starts[i] if i < len(starts) else len(lines)]
         title = next((x[6:].strip() for x in block if x[:2] in ("TI", "T1")), "")
-        label = _label(i, repr(title[:60]) if title else "")
+        label = rec.record_label(i, repr(title[:60]) if title else "")
         end = next((k for k, x in enumerate(block) if x.startswith("ER  -")), None)
         if end is None:
-            errors.append(_record_error(path, start + 1, label, "no 'ER  -' line ends this record"))
+            errors.append(rec.record_error(path, start + 1, label, "no 'ER  -' line ends this record"))
             continue
         try:
             # Tags rispy does not know are not used here; keeping them trips rispy up (a
             # "UK" tag, its own name for them, then another unknown tag: TypeError).
             entries = rispy.loads("\n".join(block[: end + 1]) + "\n", skip_unknown_tags=True)
             if len(entries) != 1:
-                raise _BadRecord(f"rispy read {len(entries)} records here instead of one")
+                raise rec.BadRecord(f"rispy read {len(entries)} records here instead of one")
             record = _ris_record(entries[0])
         except Exception as exc:
-            errors.append(_failure(path, start + 1, label, exc, "rispy"))
+            errors.append(rec.read_failure(path, start + 1, label, exc, "rispy"))
             continue
-        if (checked := _checked(record, path, start + 1, label, errors, "\n".join(block[: end + 1]))) is not None:
+        if (checked := rec.checked(record, path, start + 1, label, errors, "\n".join(block[: end + 1]))) is not None:
             records.append(checked)
     return records, errors

@@ -15,16 +15,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from postgres_server import PASSWORD, PostgresServer
+from test_feedback import CITATION, make_feedback, run_writers
 
 from assistant.web import rest
 from assistant.web.feedback import (
     COLUMNS,
-    Feedback,
     FeedbackBackend,
     FeedbackStore,
     FeedbackUnavailable,
@@ -34,7 +33,6 @@ from assistant.web.feedback import (
 from assistant.web.feedback_rows import mask_url, redact, row_key
 from assistant.web.service import AssistantService
 
-CITATION = {"n": 22, "doc_id": "ref-22", "title": "Bed rest or staying active", "passage": "Stay active."}
 V1_SCHEMA = """
 CREATE TABLE feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, session_id TEXT NOT NULL,
@@ -50,21 +48,6 @@ V1_INSERT = (
     "INSERT INTO feedback (created_at, session_id, turn, question, answer, mode, rating, comment, citations, filters) "
     "VALUES (?, ?, ?, 'Is yoga good?', 'Yes [1].', 'patient', ?, ?, '[]', '{}')"
 )
-
-
-def _feedback(rating: int = 1, comment: str = "", turn: int = 1, session: str = "s1", **extra: Any) -> Feedback:
-    return Feedback(
-        session_id=session,
-        turn=turn,
-        question="Should I rest in bed?",
-        answer="Staying active helps more than bed rest [22].",
-        mode="patient",
-        rating=rating,
-        comment=comment,
-        citations=[CITATION],
-        filters={"species": ["human"], "design_group": ["review"]},
-        **extra,
-    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -91,8 +74,8 @@ def _raw(store: FeedbackBackend, sql: str) -> None:
 
 def test_rows_are_appended_in_order_with_the_same_columns(store: FeedbackBackend) -> None:
     assert store.rows() == [] and len(store) == 0
-    first = store.add(_feedback(+1))
-    second = store.add(_feedback(-1, comment="  missed the trial  ", request_id="r-2"))
+    first = store.add(make_feedback(+1))
+    second = store.add(make_feedback(-1, comment="  missed the trial  ", request_id="r-2"))
     assert second > first >= 1
     rows = store.rows()
     assert [list(r) for r in rows] == [list(COLUMNS)] * 2
@@ -107,11 +90,11 @@ def test_rows_are_appended_in_order_with_the_same_columns(store: FeedbackBackend
 
 
 def test_the_same_request_id_is_stored_once_and_answers_the_first_id(store: FeedbackBackend) -> None:
-    rating = _feedback(comment="retried")
+    rating = make_feedback(comment="retried")
     first = store.add(rating)
     assert store.add(rating) == first  # the same object again: a retry
-    assert store.add(_feedback(-1, comment="other text, same key", request_id=rating.request_id)) == first
-    assert store.add(_feedback(comment="retried")) != first  # equal content, a new rating
+    assert store.add(make_feedback(-1, comment="other text, same key", request_id=rating.request_id)) == first
+    assert store.add(make_feedback(comment="retried")) != first  # equal content, a new rating
     assert [(r["id"], r["comment"]) for r in store.rows()][:1] == [(first, "retried")]
     assert len(store) == 2
 
@@ -119,25 +102,16 @@ def test_the_same_request_id_is_stored_once_and_answers_the_first_id(store: Feed
 def test_concurrent_writers_and_retries_lose_and_duplicate_nothing(store: FeedbackBackend) -> None:
     ids: dict[str, set[int]] = {}
     lock = threading.Lock()
-    errors: list[BaseException] = []
 
     def write(session: str) -> None:
-        try:
-            for turn in range(1, 9):
-                rating = _feedback(turn=turn, session=session, request_id=f"{session}-{turn}")
-                for _ in range(1 + turn % 2):  # odd turns are sent twice
-                    got = store.add(rating)
-                    with lock:
-                        ids.setdefault(rating.request_id, set()).add(got)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for turn in range(1, 9):
+            rating = make_feedback(turn=turn, session=session, request_id=f"{session}-{turn}")
+            for _ in range(1 + turn % 2):  # odd turns are sent twice
+                got = store.add(rating)
+                with lock:
+                    ids.setdefault(rating.request_id, set()).add(got)
 
-    threads = [threading.Thread(target=write, args=(f"s{i}",)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not run_writers(write)
     rows = store.rows()
     assert len(rows) == len(store) == 64
     assert sorted(r["request_id"] for r in rows) == sorted(ids)
@@ -146,7 +120,7 @@ def test_concurrent_writers_and_retries_lose_and_duplicate_nothing(store: Feedba
 
 
 def test_the_table_refuses_updates_and_deletes(store: FeedbackBackend) -> None:
-    store.add(_feedback())
+    store.add(make_feedback())
     for statement in ("UPDATE feedback SET rating = -1", "DELETE FROM feedback"):
         with pytest.raises(Exception, match="append-only"):
             _raw(store, statement)
@@ -155,16 +129,16 @@ def test_the_table_refuses_updates_and_deletes(store: FeedbackBackend) -> None:
 
 def test_a_bad_rating_never_reaches_the_table(store: FeedbackBackend) -> None:
     with pytest.raises(ValueError, match="rating"):
-        _feedback(0)
+        make_feedback(0)
     with pytest.raises(ValueError, match="request_id"):
-        _feedback(request_id=" ")
+        make_feedback(request_id=" ")
     assert len(store) == 0
 
 
 def test_copies_between_stores_are_idempotent_and_keep_time_and_text(store: FeedbackBackend, tmp_path: Path) -> None:
     source = FeedbackStore(tmp_path / "replica-a.sqlite3")
     for turn, rating in enumerate((1, -1, 1), start=1):
-        source.add(_feedback(rating, comment=f'turn {turn}, "quoted"\nnext line', turn=turn))
+        source.add(make_feedback(rating, comment=f'turn {turn}, "quoted"\nnext line', turn=turn))
     assert store.copy_rows(source.rows()) == 3
     assert store.copy_rows(source.rows()) == 0
     assert store.copy_rows([]) == 0
@@ -189,8 +163,8 @@ def test_a_version_1_file_is_migrated_in_place_and_stays_readable(tmp_path: Path
     rows = store.rows()
     assert [(r["comment"], r["request_id"]) for r in rows] == [("kept", None), ("kept", None)]
     assert len({row_key(r) for r in rows}) == 2 and row_key(rows[0]) == row_key(store.rows()[0])
-    store.add(_feedback(request_id="new-1"))
-    store.add(_feedback(request_id="new-1"))
+    store.add(make_feedback(request_id="new-1"))
+    store.add(make_feedback(request_id="new-1"))
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         conn.execute(V1_INSERT, ("2025-01-03T00:00:00.000+00:00", "older code", 2, -1, ""))  # old code still writes
@@ -234,7 +208,7 @@ def test_an_unreachable_server_raises_feedback_unavailable_without_the_password(
     url = postgres.url().replace(f":{postgres.port}/", ":1/")  # nothing listens on port 1
     store = PostgresFeedbackStore(url, timeout=1)
     with caplog.at_level(logging.DEBUG), pytest.raises(FeedbackUnavailable) as err:
-        store.add(_feedback())
+        store.add(make_feedback())
     store.close()
     assert "127.0.0.1:1" in str(err.value) and "lbp:***@" in str(err.value)
     assert PASSWORD not in str(err.value) and PASSWORD not in caplog.text
@@ -243,7 +217,7 @@ def test_an_unreachable_server_raises_feedback_unavailable_without_the_password(
 def test_a_wrong_password_is_named_but_not_shown(postgres: PostgresServer) -> None:
     url = postgres.url().replace("pg-S3cret", "wrong-Secret")
     with PostgresFeedbackStore(url, timeout=1) as store, pytest.raises(FeedbackUnavailable) as err:
-        store.add(_feedback())
+        store.add(make_feedback())
     assert "password authentication failed" in str(err.value)
     assert "wrong-Secret" not in str(err.value) and "S3cret" not in str(err.value)
 
