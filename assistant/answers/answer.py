@@ -34,7 +34,13 @@ import numpy as np
 
 from assistant.answers.clinician import ClinicianComposer
 from assistant.answers.compose import Draft, evidence_rows, related_documents, strip_markers
-from assistant.answers.conversation import normalize_history, standalone_query, with_topic
+from assistant.answers.conversation import (
+    SHORT_MESSAGE_WORDS,
+    content_words,
+    normalize_history,
+    standalone_query,
+    with_topic,
+)
 from assistant.answers.gaps import Gap, find_gaps, gap_line, related_question, word_at
 from assistant.answers.patient import GLOSSARY_FILE, PatientComposer
 from assistant.answers.questions import (
@@ -43,6 +49,7 @@ from assistant.answers.questions import (
     about_animals,
     load_outcomes,
     load_treatments,
+    names_topic,
     split_question,
 )
 from assistant.answers.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats
@@ -124,7 +131,13 @@ class Answerer:
         return str(Path(self.settings.corpus_dir) / name)
 
     def _needs_context(self, message: str) -> bool:
-        """True when a short message retrieves nothing close on its own."""
+        """True when a message in a conversation names no topic of its own (no condition,
+        population, treatment or animal model: "Does the effect last once training stops?"),
+        or is short and retrieves nothing close on its own."""
+        if not names_topic(message, self.treatments):
+            return True
+        if len(content_words(message)) > SHORT_MESSAGE_WORDS:
+            return False
         top = self.retriever.dense_scores(message, 1)
         return not top or top[0][1] < self._thresholds.follow_up
 

@@ -261,6 +261,10 @@ def _strip_follow_up(message: str) -> str:
 Encode = Callable[[Sequence[str]], np.ndarray]
 
 
+SHORT_MESSAGE_WORDS = 6
+"""A message of at most this many content words may be checked for standing on its own by
+retrieval (the ``needs_context`` of :func:`standalone_query`)."""
+
 SUBSTITUTE_SIMILARITY = 0.25
 """A follow-up's new words replace the closest word of the previous query only this similar
 (the base model's scale; an adapted model passes its own, :mod:`assistant.answers.scope`)."""
@@ -337,9 +341,10 @@ def standalone_query(
         message: the new user message.
         history: earlier turns.
         encode: the query encoder (normalized vectors).
-        needs_context: for a short message that does not look elliptical, a retrieval
-            check of whether it stands on its own (e.g. "Does the total amount matter?"
-            retrieves nothing relevant by itself); True sends it through rewriting.
+        needs_context: for a message that does not look elliptical, whether it needs the
+            previous question's topic: it names none of its own, or it is short and retrieves
+            nothing relevant by itself ("Does the total amount matter?"); True adds the
+            previous question's topic words.
         min_similarity: see :func:`rewrite_follow_up`.
     """
     previous = ""
@@ -354,7 +359,7 @@ def _rewrite(
 ) -> str:
     if not previous or is_follow_up(message) or needs_context is None:
         return rewrite_follow_up(message, previous, encode, min_similarity)
-    if len(content_words(message)) <= 6 and needs_context(message):
+    if needs_context(message):
         return with_topic(message.rstrip("?.! "), previous, message)
     return message
 

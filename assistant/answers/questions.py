@@ -20,6 +20,7 @@ from pathlib import Path
 
 from assistant.answers.evidence import sentence_phases
 from assistant.errors import FormatError
+from assistant.search.priors import duration_phase
 
 TREATMENTS_FILE = "treatments.json"
 OUTCOMES_FILE = "outcomes.json"
@@ -151,6 +152,22 @@ def about_animals(question: str) -> bool:
     return bool(_ABOUT_ANIMALS.search(question))
 
 
+# The condition or population a message may name (a follow-up such as "Does the effect last
+# once training stops?" names none: its topic is the previous question's).
+_CONDITION = re.compile(
+    r"\b(back ?(pain|ache|trouble|problems?|injur\w*)|backache|(my|the|your|lower|low) back|LBP|CLBP|lumbar|sciatica|"
+    r"spin(e|al)|discs?|musculoskeletal|fibromyalgia|osteoarthritis|arthritis|widespread pain|neuropathic|"
+    r"pregnan\w*|adolescen\w*|teenagers?|children|elderly|older (adults|people)|workers?)\b",
+    re.IGNORECASE,
+)
+
+
+def names_topic(message: str, treatments: Treatments) -> bool:
+    """True when ``message`` names a condition, population, treatment or animal model of its
+    own; a message in a conversation that names none takes the previous question's topic."""
+    return bool(_CONDITION.search(message) or treatments_in(message, treatments.all) or about_animals(message))
+
+
 # Phases that exclude each other: evidence on one does not answer a question on the other.
 # Prevention studies follow people without back pain, so they do not answer treatment questions.
 _EXCLUDES = {
@@ -161,9 +178,31 @@ _EXCLUDES = {
 }
 
 
+# Words of the outcome vocabulary that a question uses for something else: "recurrent LBP"
+# names a population (the outcome is recurrence), and "what can I expect", "should be
+# expected" or "the expected benefit" are the asker's expectations, not patients' beliefs.
+_NOT_OUTCOMES = re.compile(
+    r"\brecurrent( [\w-]+){0,2} (LBP|CLBP|low back pain|back pain|pain)\b|"
+    r"\b(can|should|could|would|might|to|do|does) (i |we |you |they |patients |people |one )?(be )?expect(ed)?\b|"
+    r"\bexpected (benefit|effect|improvement|gain|change|result|outcome)s?\b",
+    re.IGNORECASE,
+)
+
+
+def outcome_words(question: str) -> str:
+    """``question`` without the phrases that use outcome words for something else
+    (:data:`_NOT_OUTCOMES`): the text outcomes are looked for in."""
+    return _NOT_OUTCOMES.sub(" ", question)
+
+
 def asked_phases(question: str) -> tuple[str, ...]:
-    """The LBP phases (acute, subacute, chronic, recurrent) a question names."""
-    return tuple(p for p in sentence_phases(question) if p in _EXCLUDES)
+    """The LBP phases (acute, subacute, chronic, recurrent) a question names, in words or as
+    a duration (:func:`duration_phase`)."""
+    named = tuple(p for p in sentence_phases(question) if p in _EXCLUDES)
+    lasted = duration_phase(question)
+    if lasted and lasted not in named and not {"acute", "subacute", "chronic"} & set(named):
+        return (*named, lasted)
+    return named
 
 
 def phase_conflicts(asked: Sequence[str], phases: Sequence[str]) -> bool:

@@ -65,6 +65,11 @@ class Study:
     plain: list[Finding] = field(default_factory=list)
     facets: tuple[str, ...] = ()
     coverage: float = 1.0
+    route: str = ""
+    """Why the study was kept: ``best`` (top document), ``strong`` (a result sentence close
+    to the question), ``cut`` (the calibrated cut), ``treatment`` or ``outcome`` (the best
+    study about a treatment or outcome asked about); ``related`` is prefixed when it comes
+    from the broader question of an evidence gap. Shown by ``--calibrate-evidence``."""
 
     @property
     def level(self) -> int:

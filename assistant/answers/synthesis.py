@@ -41,6 +41,7 @@ from assistant.answers.questions import (
     asked_directions,
     asked_phases,
     asks_which_type,
+    outcome_words,
     phase_conflicts,
     treatments_in,
 )
@@ -195,10 +196,10 @@ class EvidenceGatherer:
         """(outcomes to cover, strict): the outcomes the question names in its own words
         ("Is exercise safe ...?", strict: the answer keeps to studies that report them), else
         those its lay-term expansion names (not strict), else none."""
-        named = treatments_in(question, self.outcomes)
+        named = treatments_in(outcome_words(question), self.outcomes)
         if named:
             return named, True
-        return treatments_in(self.expand(question), self.outcomes), False
+        return treatments_in(outcome_words(self.expand(question)), self.outcomes), False
 
     def candidates(self, query: str, hits: Sequence[Hit]) -> list[Study]:
         """The candidate studies with their scored findings (no cut yet); see the module docstring."""
@@ -307,6 +308,8 @@ class EvidenceGatherer:
             and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
             and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in aspects))
         ]
+        for s in kept:
+            s.route = "best" if s.rank == 0 else "strong" if s.result_similarity >= MIN_STRONG_SIMILARITY else "cut"
         # The best studies about each treatment asked about: for a treatment the question
         # names, those of the phase asked about, then those named for it in their title; for
         # "which type", those named for the type, strongest design first. A study counts when
@@ -341,20 +344,24 @@ class EvidenceGatherer:
                     if s.meta.get("lbp_phase") not in SPECIFIC_PHASES or s.meta.get("lbp_phase") in asked
                 ]
 
-            picked.extend(sorted(about, key=preference)[: FACET_DOCS if strict else 1])
+            for s in sorted(about, key=preference)[: FACET_DOCS if strict else 1]:
+                s.route = s.route or "treatment"
+                picked.append(s)
         # The best studies that report each outcome asked about, in a sentence close to the question.
         for aspect in aspects:
             reporting = [
                 s
                 for s in candidates
-                if (animals_asked or not s.animal)
+                if s.animal == animals_asked
                 and any(
                     f.similarity >= MIN_FACET_SIMILARITY and aspect in self.catalog.labels_of(f.row)
                     for f in (*s.findings, *s.plain)
                 )
                 and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
             ]
-            picked.extend(sorted(reporting, key=lambda s: -s.relevance)[:ASPECT_DOCS])
+            for s in sorted(reporting, key=lambda s: -s.relevance)[:ASPECT_DOCS]:
+                s.route = s.route or "outcome"
+                picked.append(s)
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
         kept.extend(s for s in picked if s not in kept)
         order = {id(s): i for i, s in enumerate(picked)}
@@ -376,6 +383,8 @@ def merge_studies(first: Sequence[Study], second: Sequence[Study], animal_first:
     ``second``, then the rest of ``first``; strongest designs first."""
     seen = {s.doc_id for s in first}
     extra = [s for s in second if s.doc_id not in seen]
+    for s in extra:
+        s.route = f"related {s.route}".strip()
     ordered = sorted(first, key=lambda s: not s.animal) if animal_first else list(first)
     half = MAX_STUDIES // 2
     merged = [*ordered[:half], *extra, *ordered[half:]][:MAX_STUDIES]

@@ -129,7 +129,8 @@ def format_broad(report: Mapping[str, Any]) -> str:
 def candidate_table(bot: Any, dataset: Path, split: str = "dev") -> str:
     """The candidate studies of every broad question of ``split`` with the features the
     evidence cut uses (rank, relative fused score, best result-sentence similarity, the
-    treatments they are about), whether the cut keeps them and their relevance grade."""
+    treatments they are about), why the cut keeps them (``Study.route``; ``-``: not kept)
+    and their relevance grade."""
     from assistant.answers.conversation import standalone_query
     from assistant.answers.questions import split_question
     from assistant.files import read_jsonl
@@ -146,12 +147,12 @@ def candidate_table(bot: Any, dataset: Path, split: str = "dev") -> str:
         )
         part = split_question(query)[0]
         hits = bot.retriever.search(part, k=40, method="hybrid")
-        kept = {s.doc_id for s in answerer.gatherer.gather(part, hits)}
+        kept = {s.doc_id: s.route for s in answerer.gatherer.gather(part, hits)}
         lines.append(f"{item['_id']} {item['mode']}: {part}")
         grades = {f"ref-{k}": int(v) for k, v in item["relevance"].items()}
         for s in answerer.gatherer.candidates(part, hits):
             lines.append(
-                f"  {'kept' if s.doc_id in kept else '    '} grade={grades.get(s.doc_id, 0)} {s.doc_id:8} "
+                f"  {kept.get(s.doc_id, '-'):9} grade={grades.get(s.doc_id, 0)} {s.doc_id:8} "
                 f"rank={s.rank:>2} relative={s.relative_score:.2f} similarity={s.top_similarity:.2f} "
                 f"level={s.level} about={', '.join(s.facets) or '-'}"
             )

@@ -30,7 +30,14 @@ import numpy as np
 
 from assistant.config import Settings
 from assistant.search.bm25 import bm25_tokenize
-from assistant.search.expansion import EMPTY, LAY_TERMS_FILE, load_lay_vocabulary
+from assistant.search.expansion import (
+    ABBREVIATIONS_FILE,
+    EMPTY,
+    LAY_TERMS_FILE,
+    Abbreviations,
+    load_abbreviations,
+    load_lay_vocabulary,
+)
 from assistant.search.fusion import aggregate_max, fuse_convex, fuse_rrf, mmr, rocchio, top_k
 from assistant.search.index import Index
 from assistant.search.priors import document_phase, evidence_prior, phase_match, query_phases
@@ -87,14 +94,30 @@ class Retriever:
         self._sentence_rows: np.ndarray | None = None
         self.vocabulary = EMPTY
         self._expanded: dict[str, str] = {}  # a small cache: one answer expands its question several times
+        self._abbreviations: Abbreviations | None = None
         if settings.query_expansion:
             self.vocabulary = load_lay_vocabulary(str(Path(settings.corpus_dir) / LAY_TERMS_FILE))
 
+    @property
+    def abbreviations(self) -> Abbreviations:
+        """The abbreviations the indexed passages define, and those of the corpus folder's
+        ``abbreviations.json`` (read on first use; none when expansion is off)."""
+        if self._abbreviations is None:
+            with self._lock:
+                if self._abbreviations is None:
+                    if self.settings.query_expansion:
+                        path = str(Path(self.settings.corpus_dir) / ABBREVIATIONS_FILE)
+                        self._abbreviations = load_abbreviations(path, (p.text for p in self.index.passages))
+                    else:
+                        self._abbreviations = Abbreviations.from_mapping({})
+        return self._abbreviations
+
     def expand(self, query: str) -> str:
-        """The query as searched: with the clinical terms of its everyday phrases added."""
+        """The query as searched: with the clinical terms of its everyday phrases and the
+        long forms of its abbreviations added."""
         expanded = self._expanded.get(query)
         if expanded is None:
-            expanded = self.vocabulary.expand(query)
+            expanded = self.vocabulary.expand(self.abbreviations.expand(query))
             if len(self._expanded) >= EXPANSION_CACHE:
                 self._expanded.clear()
             self._expanded[query] = expanded

@@ -68,3 +68,17 @@ def test_a_two_word_opener_is_removed_whole() -> None:
 
     for message in ("And what about inflammatory cytokines?", "and how about yoga?"):
         assert _FOLLOW_UP_OPENERS.sub("", message).split()[0] in ("inflammatory", "yoga?")
+
+
+def test_a_message_without_a_topic_of_its_own_takes_the_previous_one(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Does the effect persist ...?" after a question on rodents is about rodents; a new
+    question that names its own topic is left alone."""
+    answerer = bot.answerer
+    history = [Turn("user", "Does regular exercise reduce neuropathic pain behaviour in rodent models?")]
+    follow_up = "Does the effect persist after the training stops, or does the hypersensitivity come back?"
+    query = standalone_query(follow_up, history, answerer._encode, answerer._needs_context)
+    assert query.startswith(follow_up.rstrip("?")) and "rodent" in query
+    new_topic = "Is Pilates better than general exercise for chronic low back pain?"
+    assert standalone_query(new_topic, history, answerer._encode, answerer._needs_context) == new_topic
+    answer = bot.ask(follow_up, history=[{"role": "user", "content": history[0].content}])
+    assert answer.citations and all(c.n in range(5, 18) for c in answer.citations)  # the animal studies

@@ -15,6 +15,8 @@ from assistant.answers.questions import (
     asks_which_type,
     load_outcomes,
     load_treatments,
+    names_topic,
+    outcome_words,
     phase_conflicts,
     split_question,
     treatments_in,
@@ -133,6 +135,42 @@ def test_asked_phases() -> None:
     assert asked_phases("Is exercise good?") == ()
     # prevention is a phase of sentences, not one a question is asked about
     assert asked_phases("Does exercise prevent back pain?") == ()
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("My back's been bad for about two months now. Will exercise help?", ("subacute",)),
+        ("I have had back pain for 3 weeks.", ("acute",)),
+        ("It started 4 days ago.", ("acute",)),
+        ("Patient with back pain for about 7 weeks: is exercise worth it?", ("subacute",)),
+        ("My back has been sore for years.", ("chronic",)),
+        ("I've had it for months.", ("chronic",)),
+        ("Pain for over a year: does yoga help?", ("chronic",)),
+        # a duration that is not how long the pain has lasted says nothing
+        ("Do the benefits hold at 12 months?", ()),
+        ("Does the effect last for a year after the classes?", ()),
+        # a phase in words wins over a duration
+        ("Chronic back pain for 5 weeks?", ("chronic",)),
+    ],
+)
+def test_asked_phases_from_durations(question: str, expected: tuple[str, ...]) -> None:
+    assert asked_phases(question) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("Does the effect persist after the training stops?", False),
+        ("How long do the benefits last?", False),
+        ("Is yoga good for chronic low back pain?", True),
+        ("Does it help my back?", True),
+        ("What happens in rats?", True),
+        ("Is it safe in pregnancy?", True),
+    ],
+)
+def test_names_topic(message: str, expected: bool) -> None:
+    assert names_topic(message, load_treatments(str(TREATMENTS))) is expected
 
 
 @pytest.mark.parametrize(
@@ -268,10 +306,16 @@ OUTCOMES = Path(__file__).resolve().parents[2] / "corpus" / "outcomes.json"
         ("Does Pilates work for a sore back?", ()),
         ("Is yoga good for back pain that has lasted for years?", ()),
         ("Is exercise effective for chronic low back pain?", ()),
+        # a population, and the asker's own expectations, are not outcomes
+        ("Does stabilisation help recurrent low back pain?", ()),
+        ("What improvement should be expected in chronic LBP?", ()),
+        ("What can I expect from a group class?", ()),
+        ("Does exercise cut recurrences in recurrent LBP?", ("Recurrence",)),
+        ("Do patients' expectations of pain change with exercise?", ("Beliefs and expectations",)),
     ],
 )
 def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -> None:
-    assert treatments_in(question, load_outcomes(str(OUTCOMES))) == expected
+    assert treatments_in(outcome_words(question), load_outcomes(str(OUTCOMES))) == expected
 
 
 def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
