@@ -88,6 +88,13 @@ RED_FLAG_SCOPE_PATIENT = "Exercise advice is for common back pain. Get checked f
 MAX_JUDGED_SENTENCES = 4
 
 
+TOPICAL_ROUTES = ("treatment",)
+"""Routes by which a study of a later part may come in without being among the hits of the
+whole question: it is about a treatment the part names. (An outcome alone is not enough:
+"how long does the protective effect last?" after a question on recurrences is not asking
+about every study that followed people up.)"""
+
+
 class Answerer:
     """Turns a question (and history) into an :class:`~assistant.types.Answer`."""
 
@@ -234,6 +241,9 @@ class Answerer:
                 part_query = part if part == parts[0] else with_topic(part.rstrip("?"), parts[0], part)
                 part_hits = self.retriever.search(part_query, k=40, method="hybrid", filters=filters)
             studies = self.gatherer.gather(part_query, part_hits, used, patient=mode == "patient")
+            if part != parts[0]:  # a later part: only studies that bear on the whole question
+                topical = {h.doc_id for h in hits}
+                studies = [s for s in studies if s.doc_id in topical or s.route in TOPICAL_ROUTES]
             if gaps:  # the evidence on the question without what it does not cover, as related
                 broader = related_question(part_query, gaps)
                 if broader.strip(" ?") and broader != part_query:

@@ -69,6 +69,11 @@ _NOT_MEDICINE = re.compile(
 
 # Requests the corpus cannot answer whatever the retrieval scores say. Retrieval evidence
 # decides the rest (see Coverage); these only name what retrieval cannot tell apart.
+_IMAGING = r"\b(mri|x-?rays?|ct scans?|scans?|imaging|radiograph\w*)\b"
+_ACTIVITY = (
+    r"(exercis\w*|activ\w*|walk\w*|mov\w*|train\w*|yoga|pilates|physio\w*|stretch\w*|sport\w*|swim\w*|"
+    r"run\w*|rest\w*|therap\w*)"
+)
 _OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
     # Doses of medicines. The dose, frequency or amount of exercise is in scope ("exercise dose",
     # "how often should I exercise"): a dose word counts only beside a medicine word.
@@ -86,8 +91,7 @@ _OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
     ),
     # A question about medicines that mentions no exercise or activity at all.
     "medication": re.compile(
-        rf"^(?!.*\b(exercis\w*|activ\w*|walk\w*|mov\w*|train\w*|yoga|pilates|physio\w*|stretch\w*|sport\w*|"
-        rf"swim\w*|run\w*|rest\w*|therap\w*)\b).*({_DRUGS}|\b(medicines?|medications?|pills?|painkillers?|drugs?)\b)",
+        rf"^(?!.*\b{_ACTIVITY}\b).*({_DRUGS}|\b(medicines?|medications?|pills?|painkillers?|drugs?)\b)",
         re.IGNORECASE,
     ),
     "surgery": re.compile(
@@ -102,7 +106,14 @@ _OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
         r"facet (joint )?(injections?|blocks?)|spinal cord stimulat\w*|implant\w*)\b",
         re.IGNORECASE,
     ),
-    "imaging": re.compile(r"\b(mri|x-?rays?|ct scans?|scans?|imaging|radiograph\w*)\b", re.IGNORECASE),
+    # A question about imaging; a scan result mentioned in a question about exercise ("A scan
+    # showed a worn disc: can exercise still help?") leaves the question in scope.
+    "imaging": re.compile(
+        rf"\b(should|do|does|need|get|have|order|worth|useful|help\w*|when|why)\b([\w' ]{{0,30}})\b"
+        rf"{_IMAGING}|{_IMAGING}.{{0,40}}\b(needed|necessary|useful|worth|help\w*|show|tell|find|before)\b|"
+        rf"^(?!.*\b{_ACTIVITY}\b).*{_IMAGING}",
+        re.IGNORECASE,
+    ),
     "instructions": re.compile(
         r"\b(ignore (all |any |your |the |previous |prior )*(instructions|rules|prompt)|system prompt|"
         r"your (instructions|prompt|rules)|jailbreak|pretend (to be|you are)|act as|you are now|developer mode|"

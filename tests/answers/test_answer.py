@@ -65,6 +65,19 @@ def test_bed_rest_answer_cites_the_cochrane_review(bot) -> None:  # type: ignore
     assert "22. Dahm KT" in text
 
 
+def test_a_later_part_keeps_to_the_whole_question(bot) -> None:  # type: ignore[no-untyped-def]
+    """Part 2 ("how long does the protective effect last?") is about recurrences: the trial of
+    Alexander lessons and massage [33], which followed people up for a year but measured no
+    recurrence and is not among the hits of the whole question, stays out."""
+    question = (
+        "Do exercise programmes reduce recurrences of low back pain, and how long does the protective effect last?"
+    )
+    answer = bot.ask(question)
+    cited = {c.n for c in answer.citations}
+    assert "Part 2 of 2" in answer.answer and {18, 50} <= cited and 33 not in cited
+    assert "ref-33" not in {h.doc_id for h in bot.search(question, k=40)}
+
+
 def test_strongest_evidence_first(bot) -> None:  # type: ignore[no-untyped-def]
     answer = bot.ask("Is core stabilization exercise superior to general exercise for low back pain?")
     groups = [p.splitlines() for p in answer.answer.split("\n\n") if p.splitlines()[0].endswith(":")]
