@@ -175,6 +175,7 @@ _EXCLUDES = {
     "chronic": {"acute", "prevention"},
     "subacute": {"acute", "prevention"},
     "recurrent": {"acute"},
+    "prevention": {"acute", "subacute", "chronic"},
 }
 
 

@@ -328,8 +328,8 @@ class EvidenceGatherer:
                     for f in (*s.findings, *s.plain)
                 )
             ]
-            if not animals_asked and any(not s.animal for s in about):
-                about = [s for s in about if not s.animal]
+            if not animals_asked and (not strict or any(not s.animal for s in about)):
+                about = [s for s in about if not s.animal]  # a treatment named: animals when nothing else
 
             def preference(s: Study, facet: str = facet) -> tuple[Any, ...]:
                 other_phase = bool(asked) and s.meta.get("lbp_phase") not in asked

@@ -133,8 +133,9 @@ def test_asked_phases() -> None:
     assert asked_phases("Is walking good for subacute pain?") == ("subacute",)
     assert asked_phases("Chronic or recurrent back pain?") == ("chronic", "recurrent")
     assert asked_phases("Is exercise good?") == ()
-    # prevention is a phase of sentences, not one a question is asked about
-    assert asked_phases("Does exercise prevent back pain?") == ()
+    # a question on preventing back pain is not answered by studies of people who have it
+    assert asked_phases("Does exercise prevent back pain?") == ("prevention",)
+    assert phase_conflicts(("prevention",), ("chronic",)) and not phase_conflicts(("prevention",), ("recurrent",))
 
 
 @pytest.mark.parametrize(
