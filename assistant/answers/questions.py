@@ -90,6 +90,19 @@ def treatments_in(text: str, vocabulary: Vocabulary) -> tuple[str, ...]:
     return tuple(label for _, label in sorted(found, key=lambda t: t[0]))
 
 
+_EXAMPLE = re.compile(
+    r"\b(like|such as|e\.g\.?|for example|for instance|including|say)\W*(\w+\W+){0,3}$", re.IGNORECASE
+)
+
+
+def given_as_example(question: str, pattern: re.Pattern[str]) -> bool:
+    """True when every mention of ``pattern`` in ``question`` follows "like", "such as",
+    "e.g." or "for example" within a few words: an example of what is asked about, not the
+    subject ("Does everyday activity like walking the dog help?")."""
+    mentions = list(pattern.finditer(question))
+    return bool(mentions) and all(_EXAMPLE.search(question[: m.start()]) for m in mentions)
+
+
 _SPLIT = re.compile(
     r"(?<=\?)\s+(?=\S)|;\s+|,?\s+and\s+(?=(?:which|what|how|does|do|is|are|can|should|whether|when|who|why)\b)",
     re.IGNORECASE,

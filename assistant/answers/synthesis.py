@@ -41,6 +41,7 @@ from assistant.answers.questions import (
     asked_directions,
     asked_phases,
     asks_which_type,
+    given_as_example,
     outcome_words,
     phase_conflicts,
     treatments_in,
@@ -178,13 +179,15 @@ class EvidenceGatherer:
         """(treatments to cover, strict) for a question.
 
         The treatments the question names in its own words (strict: the answer keeps to
-        studies that mention them); else those its lay-term expansion names ("cardio" ->
+        studies that mention them, unless each is only an example: "everyday activity like
+        walking the dog"); else those its lay-term expansion names ("cardio" ->
         aerobic exercise; not strict); else every exercise type when it asks which type
         works best (not strict); else none.
         """
         named = treatments_in(question, self.treatments.all)
         if named:
-            return named, True
+            return named, not all(given_as_example(question, pattern) for label, pattern in self.treatments.all
+                                  if label in named)  # fmt: skip
         implied = treatments_in(self.expand(question), self.treatments.all)
         if implied:
             return implied, False

@@ -13,6 +13,7 @@ from assistant.answers.questions import (
     asked_phases,
     asks_comparison,
     asks_which_type,
+    given_as_example,
     load_outcomes,
     load_treatments,
     names_topic,
@@ -331,3 +332,18 @@ def test_split_question_drops_repeats_and_keeps_at_most_four_parts() -> None:
     assert split_question(repeated) == [repeated]  # one question asked 50 times is one part: not split
     many = " ".join(f"Is exercise {i} good for my back?" for i in range(1, 8))
     assert split_question(many) == [f"Is exercise {i} good for my back?" for i in range(1, 5)]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Does everyday activity like walking the dog help my back?", True),
+        ("Do aerobic programmes, such as brisk walking, help?", True),
+        ("Is walking good for chronic back pain?", False),
+        ("Walking or yoga: which helps more, for example after a flare?", False),
+        ("Is walking, like swimming, a good choice? Or is walking too gentle?", False),  # one mention is the subject
+    ],
+)
+def test_treatments_given_as_examples(question: str, expected: bool) -> None:
+    walking = dict(load_treatments(str(TREATMENTS)).all)["Walking"]
+    assert given_as_example(question, walking) is expected
