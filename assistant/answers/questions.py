@@ -192,11 +192,13 @@ _EXCLUDES = {
 }
 
 
-# Words of the outcome vocabulary that a question uses for something else: "recurrent LBP"
-# names a population (the outcome is recurrence), and "what can I expect", "should be
+# Words of the outcome vocabulary that a question uses for something else: "recurrent LBP",
+# "persistent pain" and "acute, subacute, chronic and recurrent" name populations or phases
+# (the outcomes are recurrence and how long effects last), and "what can I expect", "should be
 # expected" or "the expected benefit" are the asker's expectations, not patients' beliefs.
 _NOT_OUTCOMES = re.compile(
-    r"\brecurrent( [\w-]+){0,2} (LBP|CLBP|low back pain|back pain|pain)\b|"
+    r"\b(recurrent|persistent)( [\w-]+){0,2} (LBP|CLBP|low back pain|back pain|pain)\b|"
+    r"\b(acute|sub-?acute|chronic)\b[\w ,/-]{0,40}\brecurrent\b|\brecurrent\b[\w ,/-]{0,40}\b(acute|sub-?acute|chronic)\b|"
     r"\b(can|should|could|would|might|to|do|does) (i |we |you |they |patients |people |one )?(be )?expect(ed)?\b|"
     r"\bexpected (benefit|effect|improvement|gain|change|result|outcome)s?\b",
     re.IGNORECASE,

@@ -65,9 +65,10 @@ SENTENCE_CANDIDATES = 8
 RARE_PHASE = 0.25
 PATIENT_CUT_SHARE = 0.75
 MIN_COVERAGE = 0.35
-PATIENT_COVERAGE_SHARE = 0.5
+PATIENT_COVERAGE = 0.3
 FACET_DOCS = 2
 ASPECT_DOCS = 3
+MIN_ASPECT_SIMILARITY = 0.25
 SECTION_BONUS = {"key_findings": 0.08, "conclusion": 0.05}
 RESULT_BONUS = 0.10
 FACET_BONUS = 0.05
@@ -260,7 +261,9 @@ class EvidenceGatherer:
                 break
         return docs
 
-    def relevant(self, study: Study, asked: Sequence[str] = (), patient: bool = False) -> bool:
+    def relevant(
+        self, study: Study, asked: Sequence[str] = (), patient: bool = False, most_coverage: float = 1.0
+    ) -> bool:
         """The calibrated cut: the best document always, others when both their fused score
         (relative to the best) and the similarity of their best result sentence (not a
         background sentence) pass.
@@ -270,7 +273,9 @@ class EvidenceGatherer:
         (fewer than :data:`RARE_PHASE` of them): then the population is what tells the few
         relevant studies apart. A question in everyday words scores lower against the
         records' wording, so patient answers use :data:`PATIENT_CUT_SHARE` of both bars (their
-        word budget, not the cut, bounds how many studies they quote).
+        word budget, not the cut, bounds how many studies they quote), and their coverage of
+        the question's distinctive words counts relative to the best candidate's
+        (``most_coverage``): everyday words are seldom the records' own.
         """
         share = PATIENT_CUT_SHARE if patient else 1.0
         bar = MIN_RELATIVE_SCORE * share
@@ -279,7 +284,8 @@ class EvidenceGatherer:
             bar *= PHASE_MATCH_SHARE
         if study.rank == 0 or study.result_similarity >= MIN_STRONG_SIMILARITY:
             return True
-        if study.coverage < MIN_COVERAGE * (PATIENT_COVERAGE_SHARE if patient else 1.0):
+        coverage = study.coverage / most_coverage if patient and most_coverage > 0 else study.coverage
+        if coverage < (PATIENT_COVERAGE if patient else MIN_COVERAGE):
             return False
         return study.relative_score >= bar and study.result_similarity >= MIN_FINDING_SIMILARITY * share
 
@@ -304,10 +310,11 @@ class EvidenceGatherer:
             for s in self.candidates(query, hits)
             if not phase_conflicts(asked, [str(s.meta.get("lbp_phase") or "")]) and (s.findings or s.plain)
         ]
+        most_coverage = max((s.coverage for s in candidates), default=0.0)
         kept = [
             s
             for s in candidates
-            if self.relevant(s, asked, patient)
+            if self.relevant(s, asked, patient, most_coverage)
             and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
             and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in aspects))
         ]
@@ -357,7 +364,7 @@ class EvidenceGatherer:
                 for s in candidates
                 if s.animal == animals_asked
                 and any(
-                    f.similarity >= MIN_FACET_SIMILARITY and aspect in self.catalog.labels_of(f.row)
+                    f.similarity >= MIN_ASPECT_SIMILARITY and aspect in self.catalog.labels_of(f.row)
                     for f in (*s.findings, *s.plain)
                 )
                 and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
