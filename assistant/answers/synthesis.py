@@ -68,7 +68,6 @@ MIN_COVERAGE = 0.35
 PATIENT_COVERAGE = 0.3
 FACET_DOCS = 2
 ASPECT_DOCS = 3
-MIN_ASPECT_SIMILARITY = 0.25
 SECTION_BONUS = {"key_findings": 0.08, "conclusion": 0.05}
 RESULT_BONUS = 0.10
 FACET_BONUS = 0.05
@@ -364,7 +363,7 @@ class EvidenceGatherer:
                 for s in candidates
                 if s.animal == animals_asked
                 and any(
-                    f.similarity >= MIN_ASPECT_SIMILARITY and aspect in self.catalog.labels_of(f.row)
+                    f.similarity >= MIN_FACET_SIMILARITY and aspect in self.catalog.labels_of(f.row)
                     for f in (*s.findings, *s.plain)
                 )
                 and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
