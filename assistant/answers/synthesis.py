@@ -68,7 +68,7 @@ MIN_COVERAGE = 0.35
 PATIENT_COVERAGE = 0.3
 FACET_DOCS = 2
 ASPECT_DOCS = 3
-SECTION_BONUS = {"key_findings": 0.08, "conclusion": 0.05}
+SECTION_BONUS = {"key_findings": 0.16, "conclusion": 0.05}
 RESULT_BONUS = 0.10
 FACET_BONUS = 0.05
 ASKED_BONUS = 0.05
@@ -342,9 +342,11 @@ class EvidenceGatherer:
 
             def preference(s: Study, facet: str = facet) -> tuple[Any, ...]:
                 other_phase = bool(asked) and s.meta.get("lbp_phase") not in asked
+                # "Does yoga cause side effects?": the yoga studies that report harms first
+                silent = aspects_strict and not any(s.doc_id in self.catalog.reporting(a) for a in aspects)
                 if strict:
-                    return (other_phase, not self.catalog.titled(s.doc_id, facet), -s.relevance)
-                return (not self.catalog.titled(s.doc_id, facet), s.level, other_phase, -s.relevance)
+                    return (silent, other_phase, not self.catalog.titled(s.doc_id, facet), -s.relevance)
+                return (silent, not self.catalog.titled(s.doc_id, facet), s.level, other_phase, -s.relevance)
 
             if not strict and asked:  # "which type" for a phase: not the studies of another phase
                 about = [
