@@ -88,9 +88,10 @@ RED_FLAG_SCOPE_PATIENT = "Exercise advice is for common back pain. Get checked f
 MAX_JUDGED_SENTENCES = 4
 
 
-TOPICAL_ROUTES = ("treatment",)
+TOPICAL_ROUTES = ("treatment", "named")
 """Routes by which a study of a later part may come in without being among the hits of the
-whole question: it is about a treatment the part names. (An outcome alone is not enough:
+whole question: it is about a treatment the part names, or the part names it by its first
+author ("what did Steffens et al. 2014 find?"). (An outcome alone is not enough:
 "how long does the protective effect last?" after a question on recurrences is not asking
 about every study that followed people up.)"""
 

@@ -23,6 +23,12 @@ from assistant.answers.gaps import QUESTION_WORDS
 from assistant.answers.questions import Treatments, Vocabulary, treatments_in
 from assistant.search.bm25 import word_tokens
 
+AUXILIARIES = (
+    "does do did doing done is are was were be been being has have had can could should would will shall may might "
+    "must what which how why when where who whom whose whether"
+)
+"""Question words that carry no topic, left out of coverage (:meth:`Catalog.coverage`)."""
+
 # Calibrated on the dev split of datasets/lbp-dev/answers with the constants of
 # assistant/answers/synthesis.py: a distinctive word is in at most this share of the documents.
 DISTINCTIVE_SHARE = 0.3
@@ -64,6 +70,7 @@ class Catalog:
         self.outcomes = outcomes
         self._info: dict[str, list[_SentenceInfo]] = {}
         self._about: dict[str, tuple[str, ...]] | None = None
+        self._authors: list[tuple[str, str, int | None]] | None = None
         self._mentions: dict[str, set[str]] = {}
         self._reports: dict[str, set[str]] = {}
         self._texts: dict[str, str] | None = None
@@ -91,6 +98,17 @@ class Catalog:
                 )
             self._info[doc_id] = infos
         return self._info[doc_id]
+
+    def authors(self) -> list[tuple[str, str, int | None]]:
+        """``(doc id, first author's surname, year)`` of every study with a first author."""
+        if self._authors is None:
+            self._authors = []
+            for doc_id, meta in self.doc_meta.items():
+                first = str(meta.get("first_author") or "").split()
+                year = meta.get("year")
+                if first:
+                    self._authors.append((doc_id, first[0], year if isinstance(year, int) else None))
+        return self._authors
 
     def about(self) -> dict[str, tuple[str, ...]]:
         """Document id -> the treatments its record is about (title, keywords, arms), those
@@ -156,8 +174,9 @@ class Catalog:
         term_docs = self.term_documents()
         n_docs = max(1, len(self.doc_meta))
         weights = {}
-        if self._asking is None:  # words that ask rather than name ("actually", "good", "work")
-            self._asking = set(word_tokens(" ".join(sorted(QUESTION_WORDS))))
+        if self._asking is None:  # words that ask rather than name ("actually", "good", "work"),
+            # and the auxiliaries the stop-word list keeps ("does" stems to a rare "doe")
+            self._asking = set(word_tokens(" ".join(sorted(QUESTION_WORDS)))) | set(word_tokens(AUXILIARIES))
         for token in set(word_tokens(question)) - self._asking:
             docs = term_docs.get(token)
             if docs and len(docs) <= DISTINCTIVE_SHARE * n_docs:

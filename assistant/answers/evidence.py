@@ -79,6 +79,8 @@ _FRAMING = re.compile(
 _BACKGROUND = re.compile(
     r"\b(is one of the most common|has long been debated|is often recommended|are a very popular)\b|"
     r"^(the )?title (shows|indicates|claims)\b|^going by its title\b|"
+    r"\b(the )?(title|abstract|citation|record) (does|did) not (state|report|give|say|describe|name)\b|"
+    r"\bnot summari[sz]ed in this corpus\b|\brestates the citation\b|"
     r"\b(similar at baseline|lost to follow-up|follow-up was (high|low|complete)|retention was|data were available|"
     r"PEDro|risk of bias was|(facts|data) come from (two |several )?published summar|met (the )?inclusion criteria|"
     r"were included;|secondary outcomes were|primary outcomes? (was|were)|main outcomes? (was|were)|to be included|"

@@ -103,6 +103,41 @@ def given_as_example(question: str, pattern: re.Pattern[str]) -> bool:
     return bool(mentions) and all(_EXAMPLE.search(question[: m.start()]) for m in mentions)
 
 
+_YEAR = r"\(?(?P<year>(?:19|20)\d\d)\)?"
+
+
+def studies_named(question: str, authors: Sequence[tuple[str, str, int | None]]) -> tuple[str, ...]:
+    """The documents a question names by first author, as clinicians cite them: "Hayden
+    2005", "Searle et al. (2015)", "Meng and Yue (2015)", "Hayden's review".
+
+    Args:
+        question: the question.
+        authors: ``(doc_id, surname, year)`` of every study.
+
+    A surname counts only with "et al", a year, a co-author and a year, or a possessive
+    beside it (so "a little" or "Little is known" never names the ATEAM trial of Little
+    2008); a year given picks among studies of one surname.
+    """
+    named: list[str] = []
+    by_surname: dict[str, list[tuple[str, int | None]]] = {}
+    for doc_id, surname, year in authors:
+        if surname:
+            by_surname.setdefault(surname, []).append((doc_id, year))
+    for surname, studies in by_surname.items():
+        pattern = re.compile(
+            rf"(?<![\w'-]){re.escape(surname)}(?:(?P<etal> et al\.?,?)|(?: and [A-Z][\w'-]+)?,? {_YEAR}|(?P<own>'s\b))",
+        )
+        for m in pattern.finditer(question):
+            if not (m.group("etal") or m.group("year") or m.group("own")):
+                continue
+            year = m.group("year")
+            if year is None and m.group("etal"):  # "Searle et al. (2015)": the year may follow
+                after = re.match(rf"\s*{_YEAR}", question[m.end() :])
+                year = after.group("year") if after else None
+            named.extend(d for d, y in studies if (year is None or str(y) == year) and d not in named)
+    return tuple(named)
+
+
 _SPLIT = re.compile(
     r"(?<=\?)\s+(?=\S)|;\s+|,?\s+and\s+(?=(?:which|what|how|does|do|is|are|can|should|whether|when|who|why)\b)",
     re.IGNORECASE,

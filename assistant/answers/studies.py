@@ -66,7 +66,8 @@ class Study:
     facets: tuple[str, ...] = ()
     coverage: float = 1.0
     route: str = ""
-    """Why the study was kept: ``best`` (top document), ``strong`` (a result sentence close
+    """Why the study was kept: ``named`` (the question names it by first author, "Searle et
+    al. (2015)"), ``best`` (top document), ``strong`` (a result sentence close
     to the question), ``cut`` (the calibrated cut), ``treatment`` or ``outcome`` (the best
     study about a treatment or outcome asked about); ``related`` is prefixed when it comes
     from the broader question of an evidence gap. Shown by ``--calibrate-evidence``."""

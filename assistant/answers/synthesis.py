@@ -44,6 +44,7 @@ from assistant.answers.questions import (
     given_as_example,
     outcome_words,
     phase_conflicts,
+    studies_named,
     treatments_in,
 )
 from assistant.answers.selection import MIN_FACET_SIMILARITY, MIN_FINDING_SIMILARITY, select_findings
@@ -216,6 +217,7 @@ class EvidenceGatherer:
         best = scores[0][1] if scores[0][1] > 0 else 1.0
         relative = {d: s / best for d, s in scores}
         docs = [d for d, _ in scores[:CANDIDATE_DOCS]]
+        docs.extend(d for d in studies_named(query, self.catalog.authors()) if d not in docs)
         about = self.catalog.about()
         for facet in facets:
             docs.extend(d for d, labels in about.items() if facet in labels and d not in docs)
@@ -317,8 +319,20 @@ class EvidenceGatherer:
             and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
             and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in aspects))
         ]
+        named = studies_named(query, self.catalog.authors())  # "Searle et al. (2015)": always kept
+        kept.extend(s for s in candidates if s.doc_id in named and s not in kept)
+        if named:  # the question is about the studies it names (and the treatments it names)
+            kept = [s for s in kept if s.doc_id in named]
         for s in kept:
-            s.route = "best" if s.rank == 0 else "strong" if s.result_similarity >= MIN_STRONG_SIMILARITY else "cut"
+            s.route = (
+                "named"
+                if s.doc_id in named
+                else "best"
+                if s.rank == 0
+                else "strong"
+                if s.result_similarity >= MIN_STRONG_SIMILARITY
+                else "cut"
+            )
         # The best studies about each treatment asked about: for a treatment the question
         # names, those of the phase asked about, then those named for it in their title; for
         # "which type", those named for the type, strongest design first. A study counts when
@@ -377,7 +391,13 @@ class EvidenceGatherer:
         kept.extend(s for s in picked if s not in kept)
         order = {id(s): i for i, s in enumerate(picked)}
         kept.sort(
-            key=lambda s: (s.animal and not animals_asked, s.rank != 0, order.get(id(s), len(order)), -s.relevance)
+            key=lambda s: (
+                s.doc_id not in named,
+                s.animal and not animals_asked,
+                s.rank != 0,
+                order.get(id(s), len(order)),
+                -s.relevance,
+            )
         )
         kept = kept[:MAX_STUDIES]
         select_findings(kept, exclude_rows or set(), self._vectors)

@@ -20,6 +20,7 @@ from assistant.answers.questions import (
     outcome_words,
     phase_conflicts,
     split_question,
+    studies_named,
     treatments_in,
 )
 from assistant.errors import FormatError
@@ -347,3 +348,28 @@ def test_split_question_drops_repeats_and_keeps_at_most_four_parts() -> None:
 def test_treatments_given_as_examples(question: str, expected: bool) -> None:
     walking = dict(load_treatments(str(TREATMENTS)).all)["Walking"]
     assert given_as_example(question, walking) is expected
+
+
+AUTHORS = [("ref-23", "Searle", 2015), ("ref-28", "Meng", 2015), ("ref-20", "Hayden", 2005), ("ref-33", "Little", 2008),
+           ("ref-46", "Rainville", 2002), ("ref-2", "Rainville", 2004), ("ref-3", "Rainville", 2004),
+           ("ref-27", "O'Connor", 2015)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Searle et al. (2015) judged aerobic programmes ineffective, yet Meng and Yue (2015) pooled gains.",
+         ("ref-23", "ref-28")),
+        ("Does Hayden 2005 agree?", ("ref-20",)),
+        ("What did Hayden's review find?", ("ref-20",)),
+        ("What did Rainville 2004 show?", ("ref-2", "ref-3")),
+        ("What did Rainville et al. 2002 show?", ("ref-46",)),
+        ("O'Connor et al. on walking", ("ref-27",)),
+        # a surname alone, or a common word, names nothing
+        ("Little is known about a little exercise", ()),
+        ("Hayden found what?", ()),
+        ("Does Hayden 1999 say so?", ()),
+    ],
+)  # fmt: skip
+def test_studies_named_by_first_author(question: str, expected: tuple[str, ...]) -> None:
+    assert studies_named(question, AUTHORS) == expected

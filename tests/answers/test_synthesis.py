@@ -169,3 +169,20 @@ def test_safety_question_gathers_the_studies_that_report_harms(bot) -> None:  # 
     assert re.search(r"harms or safety reported by \d+ (\[\d+\])+", first)
     assert "Harms and safety:" in _headings(answer)
     _checkable(bot, answer)
+
+
+def test_a_study_named_by_its_author_is_in_the_answer(bot) -> None:  # type: ignore[no-untyped-def]
+    """Clinicians cite studies by first author: "Steffens et al. 2014" is the prognosis cohort [29],
+    answered even though the question's words would not put it first."""
+    answer = bot.ask("Does exercise help chronic low back pain, and what did Steffens et al. 2014 find?")
+    assert 29 in {c.n for c in answer.citations}
+    assert any(r.n == 29 for r in answer.evidence)
+    plain = bot.ask("Little is known to me about exercise for chronic low back pain: does it help?")
+    assert 33 not in {c.n for c in plain.citations}
+
+
+def test_a_question_word_is_not_a_distinctive_word(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Does" stems to "doe", which few records contain: it must not decide which reviews cover
+    "Does exercise help chronic low back pain?" (the core reviews [20] and [23] do)."""
+    cited = {c.n for c in bot.ask("Does exercise help chronic low back pain?").citations}
+    assert {20, 23} <= cited and 17 not in cited
