@@ -25,9 +25,11 @@ from assistant.search.bm25 import word_tokens
 
 AUXILIARIES = (
     "does do did doing done is are was were be been being has have had can could should would will shall may might "
-    "must what which how why when where who whom whose whether"
+    "must what which how why when where who whom whose whether my me mine you your yours we us our they them their "
+    "its any some also still just very many more most less least"
 )
-"""Question words that carry no topic, left out of coverage (:meth:`Catalog.coverage`)."""
+"""Question words that carry no topic and that bm25s's stop-word list keeps, left out of
+coverage (:meth:`Catalog.coverage`)."""
 
 # Calibrated on the dev split of datasets/lbp-dev/answers with the constants of
 # assistant/answers/synthesis.py: a distinctive word is in at most this share of the documents.
