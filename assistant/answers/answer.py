@@ -58,6 +58,7 @@ from assistant.answers.synthesis import EvidenceGatherer, merge_studies
 from assistant.config import Settings
 from assistant.documents.chunking import split_sentences
 from assistant.search.bm25 import bm25_tokenize, word_tokens
+from assistant.search.expansion import spelled_out
 from assistant.search.retrieval import Filters, Retriever
 from assistant.types import Answer, Citation, Hit, Turn
 
@@ -165,7 +166,7 @@ class Answerer:
         dense_best = max(hits, key=lambda h: h.components.get("dense", -1.0)).doc_id if hits else None
         bm25_ranked = sorted((h for h in hits if h.components.get("bm25")), key=lambda h: -h.components["bm25"])
         agreement = dense_best in {h.doc_id for h in bm25_ranked[:3]}
-        tokens = bm25_tokenize([query], return_ids=False)[0]
+        tokens = bm25_tokenize([spelled_out(query, self.retriever.abbreviations)], return_ids=False)[0]
         return assess_coverage(query, dense_top, bm25_top, agreement, tokens, self._vocab, self._thresholds)
 
     def gaps(self, question: str) -> list[Gap]:
@@ -174,6 +175,8 @@ class Answerer:
         studies (or no study) mention."""
         low = question.lower()
         lay = [m.span() for pattern, _ in self.retriever.vocabulary.patterns for m in pattern.finditer(low)]
+        known = self.retriever.abbreviations.pattern  # "LTPA" is leisure-time physical activity, not a gap
+        lay += [m.span() for m in known.finditer(question)] if known is not None else []
         gaps = find_gaps(question, word_tokens, self.gatherer.catalog.term_documents(), lay)
         animals = about_animals(question)
         for label, pattern in self.treatments.all:

@@ -148,6 +148,14 @@ class Abbreviations:
         return f"{query} {' '.join(extra)}" if extra else query
 
 
+def spelled_out(query: str, abbreviations: Abbreviations) -> str:
+    """``query`` with each abbreviation replaced by its long form ("Is RMDQ improved?" ->
+    "Is Roland-Morris disability questionnaire improved?"): the words a vocabulary check sees."""
+    if abbreviations.pattern is None:
+        return query
+    return abbreviations.pattern.sub(lambda m: abbreviations.terms[m.group(1)], query)
+
+
 def load_abbreviations(path: str, texts: Iterable[str] = ()) -> Abbreviations:
     """The abbreviations ``texts`` define, then those of ``{"terms": {ABBR: long form}}`` at
     ``path`` for the rest (a missing file adds none).

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistant.errors import FormatError
-from assistant.search.expansion import Abbreviations, defined_abbreviations, load_abbreviations
+from assistant.search.expansion import Abbreviations, defined_abbreviations, load_abbreviations, spelled_out
 
 
 def test_definitions_found_in_text() -> None:
@@ -62,3 +62,21 @@ def test_the_retriever_expands_abbreviations(bot) -> None:  # type: ignore[no-un
         assert long_form.lower() in expanded.lower()
     hits = bot.search("LTPA and later pain", k=3)
     assert "ref-25" in {h.doc_id for h in hits} or "ref-51" in {h.doc_id for h in hits}
+
+
+def test_spelled_out() -> None:
+    abbreviations = Abbreviations.from_mapping({"RMDQ": "Roland-Morris disability questionnaire"})
+    assert spelled_out("Is RMDQ or rmdq better?", abbreviations) == (
+        "Is Roland-Morris disability questionnaire or rmdq better?"
+    )
+    assert spelled_out("RMDQ", Abbreviations.from_mapping({})) == "RMDQ"
+
+
+def test_an_abbreviation_is_neither_a_gap_nor_out_of_scope(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "LTPA" is in no record, but its long form is: no "None of the indexed studies tested
+    LTPA", and "Is RMDQ improved by MCE in CLBP?" is answered, not refused."""
+    ltpa = bot.ask("LTPA and LBP - is there a dose-response?")
+    assert "tested LTPA" not in ltpa.answer and not ltpa.abstained
+    assert {24, 51} & {c.n for c in ltpa.citations}
+    rmdq = bot.ask("Is RMDQ improved by MCE in CLBP?")
+    assert not rmdq.abstained and rmdq.citations
