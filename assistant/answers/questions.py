@@ -130,11 +130,11 @@ def studies_named(question: str, authors: Sequence[tuple[str, str, int | None]])
         for m in pattern.finditer(question):
             if not (m.group("etal") or m.group("year") or m.group("own")):
                 continue
-            year = m.group("year")
-            if year is None and m.group("etal"):  # "Searle et al. (2015)": the year may follow
+            given: str | None = m.group("year")
+            if given is None and m.group("etal"):  # "Searle et al. (2015)": the year may follow
                 after = re.match(rf"\s*{_YEAR}", question[m.end() :])
-                year = after.group("year") if after else None
-            named.extend(d for d, y in studies if (year is None or str(y) == year) and d not in named)
+                given = after.group("year") if after else None
+            named.extend(d for d, y in studies if (given is None or str(y) == given) and d not in named)
     return tuple(named)
 
 
