@@ -41,13 +41,15 @@ from assistant.answers.conversation import (
     standalone_query,
     with_topic,
 )
-from assistant.answers.gaps import Gap, find_gaps, gap_line, related_question, word_at
+from assistant.answers.gaps import Gap, find_gaps, gap_line, population_gaps, related_question, word_at
 from assistant.answers.patient import GLOSSARY_FILE, PatientComposer
 from assistant.answers.questions import (
     OUTCOMES_FILE,
+    POPULATIONS_FILE,
     TREATMENTS_FILE,
     about_animals,
     load_outcomes,
+    load_populations,
     load_treatments,
     names_topic,
     split_question,
@@ -113,6 +115,7 @@ class Answerer:
         self._vocab: set[str] = set(getattr(self.index.bm25, "vocab_dict", {}) or {})
         self._thresholds = THRESHOLDS[self.index.encoder_path is not None]
         self.treatments = load_treatments(self._corpus_file(TREATMENTS_FILE))
+        self.populations = load_populations(self._corpus_file(POPULATIONS_FILE))
         self.gatherer = EvidenceGatherer(
             self.index,
             self.retriever.encoder.encode_query,
@@ -189,7 +192,16 @@ class Answerer:
                 gaps.append(Gap(phrase, "absent", True))
             elif not animals and all(self._meta(d).get("design_group") == "animal" for d in docs):
                 gaps.append(Gap(phrase, "animal", True))
+        patterns = dict(self.populations)
+        for gap in population_gaps(question, self.populations, lambda label: bool(self._studied(patterns[label]))):
+            if all(
+                gap.phrase.lower() not in g.phrase.lower() and g.phrase.lower() not in gap.phrase.lower() for g in gaps
+            ):
+                gaps.append(gap)
         return gaps
+
+    def _studied(self, pattern: Any) -> list[str]:
+        return self.gatherer.catalog.studied_in(pattern)
 
     # ------------------------------------------------------------------ main entry
 

@@ -11,6 +11,7 @@ and the answerer asks it what a question names that no study covers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,19 @@ class Catalog:
                 )
             self._info[doc_id] = infos
         return self._info[doc_id]
+
+    def studied_in(self, pattern: re.Pattern[str]) -> list[str]:
+        """The human studies whose title, population, condition or keywords match ``pattern``
+        (the studies done in a population)."""
+        found = []
+        for doc_id, meta in self.doc_meta.items():
+            if meta.get("species") != "human":
+                continue
+            fields = [meta.get(k) for k in ("title", "population", "condition", "keywords")]
+            text = " ".join(" ".join(map(str, f)) if isinstance(f, list) else str(f or "") for f in fields)
+            if pattern.search(text):
+                found.append(doc_id)
+        return found
 
     def authors(self) -> list[tuple[str, str, int | None]]:
         """``(doc id, first author's surname, year)`` of every study with a first author."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Words that ask about a treatment rather than name one (checked after stop words).
 QUESTION_WORDS = frozenset(
@@ -238,16 +238,22 @@ class Gap:
 
     Attributes:
         phrase: the words as the user wrote them ("tai chi").
-        kind: ``absent`` (no indexed document contains it) or ``animal`` (only animal studies do).
+        kind: ``absent`` (no indexed document contains it, or no human study was done in the
+            population it names) or ``animal`` (only animal studies do).
         tried: the phrase names something done (an intervention), judged from the words around it.
+        label: the population's name when the phrase is the user's own words for it.
     """
 
     phrase: str
     kind: str
     tried: bool
+    label: str = ""
+    """What the first line calls it when not the phrase itself ("older adults" for "I'm 75")."""
 
     def sentence(self, patient: bool = False) -> str:
         """The answer's first line for this gap."""
+        if self.label:
+            return replace(self, phrase=self.label, label="").sentence(patient)
         verb = "tested" if self.tried else "looked at"
         if patient:
             verb = "test" if self.tried else "look at"
@@ -343,6 +349,21 @@ def word_at(text: str, start: int, end: int) -> str:
 def gap_line(gaps: Sequence[Gap], patient: bool = False) -> str:
     """The first line of an answer with gaps ("" without)."""
     return " ".join(g.sentence(patient) for g in gaps)
+
+
+def population_gaps(
+    question: str, populations: Sequence[tuple[str, re.Pattern[str]]], studied: Callable[[str], bool]
+) -> list[Gap]:
+    """The populations ``question`` names (:func:`assistant.answers.questions.load_populations`)
+    that no indexed human study was done in (``studied(label)`` False): "Can a 75-year-old
+    benefit?" -> "None of the indexed studies looked at older adults."
+    """
+    gaps = []
+    for label, pattern in populations:
+        m = pattern.search(question)
+        if m and not studied(label):
+            gaps.append(Gap(word_at(question, m.start(), m.end()), "absent", False, label))
+    return gaps
 
 
 def related_question(question: str, gaps: Sequence[Gap], general: str = "exercise") -> str:

@@ -84,6 +84,14 @@ def load_outcomes(path: str) -> Vocabulary:
     return load_vocabulary(path, "outcomes")[0]
 
 
+POPULATIONS_FILE = "populations.json"
+
+
+def load_populations(path: str) -> Vocabulary:
+    """The populations of ``populations.json`` (older adults, pregnancy...; see :func:`load_vocabulary`)."""
+    return load_vocabulary(path, "populations")[0]
+
+
 def treatments_in(text: str, vocabulary: Vocabulary) -> tuple[str, ...]:
     """The treatment labels ``text`` names, in the order it names them."""
     found = [(m.start(), label) for label, pattern in vocabulary for m in [pattern.search(text)] if m]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from assistant.answers.gaps import Gap, find_gaps, gap_line, related_question, word_at
+from assistant.answers.gaps import Gap, find_gaps, gap_line, population_gaps, related_question, word_at
 
 STOP_WORDS = frozenset(
     {
@@ -193,3 +195,25 @@ def test_related_question_keeps_preposition_before_treatment() -> None:
 def test_related_question_final_population_leaves_no_space() -> None:
     question = "Does exercise help back pain during pregnancy?"
     assert related_question(question, [Gap("pregnancy", "absent", False)]) == "Does exercise help back pain?"
+
+
+def test_population_gaps_name_the_population() -> None:
+    from assistant.answers.questions import load_populations
+
+    populations = load_populations(str(Path(__file__).resolve().parents[2] / "corpus" / "populations.json"))
+    studied = {"older adults": False, "pregnancy": False, "athletes": True}
+    gaps = population_gaps(
+        "I'm 75 and pregnant with a sore back, and an athlete", populations, lambda label: studied.get(label, True)
+    )
+    assert [(g.phrase, g.label) for g in gaps] == [("I'm 75", "older adults"), ("pregnant", "pregnancy")]
+    assert gaps[0].sentence() == "None of the indexed studies looked at older adults."
+    assert gaps[0].sentence(patient=True) == "The studies here did not look at older adults."
+    assert population_gaps("Is yoga good for chronic low back pain?", populations, lambda label: False) == []
+
+
+def test_the_answer_says_no_study_was_done_in_the_population(bot) -> None:  # type: ignore[no-untyped-def]
+    answer = bot.ask("Can older adults with chronic back pain benefit from exercise?")
+    assert answer.answer.startswith("None of the indexed studies looked at older adults.")
+    assert {20, 23} & {c.n for c in answer.citations}  # the related evidence on chronic LBP follows
+    covered = bot.ask("Is exercise effective for chronic low back pain?")
+    assert not covered.answer.startswith("None of the indexed")
