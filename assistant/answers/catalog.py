@@ -74,6 +74,7 @@ class Catalog:
         self._info: dict[str, list[_SentenceInfo]] = {}
         self._about: dict[str, tuple[str, ...]] | None = None
         self._authors: list[tuple[str, str, int | None]] | None = None
+        self._studied: dict[str, list[str]] = {}
         self._mentions: dict[str, set[str]] = {}
         self._reports: dict[str, set[str]] = {}
         self._texts: dict[str, str] | None = None
@@ -104,8 +105,11 @@ class Catalog:
 
     def studied_in(self, pattern: re.Pattern[str]) -> list[str]:
         """The human studies whose title, population, condition or keywords match ``pattern``
-        (the studies done in a population)."""
-        found = []
+        (the studies done in a population; computed once per pattern)."""
+        cached = self._studied.get(pattern.pattern)
+        if cached is not None:
+            return cached
+        found: list[str] = []
         for doc_id, meta in self.doc_meta.items():
             if meta.get("species") != "human":
                 continue
@@ -113,6 +117,7 @@ class Catalog:
             text = " ".join(" ".join(map(str, f)) if isinstance(f, list) else str(f or "") for f in fields)
             if pattern.search(text):
                 found.append(doc_id)
+        self._studied[pattern.pattern] = found
         return found
 
     def authors(self) -> list[tuple[str, str, int | None]]:
