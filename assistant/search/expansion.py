@@ -55,6 +55,27 @@ class LayVocabulary:
 EMPTY = LayVocabulary({}, ())
 
 
+def read_terms(path: str, shape: str) -> dict[str, str] | None:
+    """The ``terms`` object of a ``{"terms": {key: value}}`` file of strings; None when the
+    file is missing.
+
+    Raises:
+        FormatError: the file is not valid JSON or ``terms`` is not an object of strings
+            (``shape`` names the expected keys and values, "phrase: clinical terms").
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FormatError(p, exc.lineno, f"invalid JSON: {exc.msg}") from exc
+    terms = data.get("terms") if isinstance(data, dict) else None
+    if not isinstance(terms, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in terms.items()):
+        raise FormatError(p, None, f"expected {{'terms': {{{shape}, ...}}}} with string values")
+    return terms
+
+
 @lru_cache(maxsize=8)
 def load_lay_vocabulary(path: str) -> LayVocabulary:
     """Read ``{"terms": {phrase: clinical terms}}``; a missing file gives an empty vocabulary.
@@ -62,17 +83,8 @@ def load_lay_vocabulary(path: str) -> LayVocabulary:
     Raises:
         FormatError: the file is not valid JSON or ``terms`` is not an object of strings.
     """
-    p = Path(path)
-    if not p.is_file():
-        return EMPTY
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise FormatError(p, exc.lineno, f"invalid JSON: {exc.msg}") from exc
-    terms = data.get("terms") if isinstance(data, dict) else None
-    if not isinstance(terms, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in terms.items()):
-        raise FormatError(p, None, "expected {'terms': {phrase: clinical terms, ...}} with string values")
-    return LayVocabulary.from_mapping(terms)
+    terms = read_terms(path, "phrase: clinical terms")
+    return EMPTY if terms is None else LayVocabulary.from_mapping(terms)
 
 
 # --------------------------------------------------------------------------- abbreviations
@@ -164,15 +176,6 @@ def load_abbreviations(path: str, texts: Iterable[str] = ()) -> Abbreviations:
         FormatError: the file is not valid JSON or ``terms`` is not an object of strings.
     """
     terms = defined_abbreviations(texts)
-    p = Path(path)
-    if p.is_file():
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise FormatError(p, exc.lineno, f"invalid JSON: {exc.msg}") from exc
-        given = data.get("terms") if isinstance(data, dict) else None
-        if not isinstance(given, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in given.items()):
-            raise FormatError(p, None, "expected {'terms': {abbreviation: long form, ...}} with string values")
-        for abbreviation, long_form in given.items():
-            terms.setdefault(abbreviation, long_form)
+    for abbreviation, long_form in (read_terms(path, "abbreviation: long form") or {}).items():
+        terms.setdefault(abbreviation, long_form)
     return Abbreviations.from_mapping(terms)
