@@ -193,15 +193,12 @@ class Answerer:
             elif not animals and all(self._meta(d).get("design_group") == "animal" for d in docs):
                 gaps.append(Gap(phrase, "animal", True))
         patterns = dict(self.populations)
-        for gap in population_gaps(question, self.populations, lambda label: bool(self._studied(patterns[label]))):
-            if all(
-                gap.phrase.lower() not in g.phrase.lower() and g.phrase.lower() not in gap.phrase.lower() for g in gaps
-            ):
-                gaps.append(gap)
+        studied = self.gatherer.catalog.studied_in
+        for gap in population_gaps(question, self.populations, lambda label: bool(studied(patterns[label]))):
+            words = gap.phrase.lower()
+            if all(words not in g.phrase.lower() and g.phrase.lower() not in words for g in gaps):
+                gaps.append(gap)  # not a population the word check already found ("pregnancy")
         return gaps
-
-    def _studied(self, pattern: Any) -> list[str]:
-        return self.gatherer.catalog.studied_in(pattern)
 
     # ------------------------------------------------------------------ main entry
 

@@ -114,6 +114,14 @@ def given_as_example(question: str, pattern: re.Pattern[str]) -> bool:
 _YEAR = r"\(?(?P<year>(?:19|20)\d\d)\)?"
 
 
+@lru_cache(maxsize=1024)
+def _citation_pattern(surname: str) -> re.Pattern[str]:
+    """ "Surname et al.", "Surname 2005", "Surname and Coauthor (2005)", "Surname's"."""
+    return re.compile(
+        rf"(?<![\w'-]){re.escape(surname)}(?:(?P<etal> et al\.?,?)|(?: and [A-Z][\w'-]+)?,? {_YEAR}|(?P<own>'s\b))"
+    )
+
+
 def studies_named(question: str, authors: Sequence[tuple[str, str, int | None]]) -> tuple[str, ...]:
     """The documents a question names by first author, as clinicians cite them: "Hayden
     2005", "Searle et al. (2015)", "Meng and Yue (2015)", "Hayden's review".
@@ -132,10 +140,9 @@ def studies_named(question: str, authors: Sequence[tuple[str, str, int | None]])
         if surname:
             by_surname.setdefault(surname, []).append((doc_id, year))
     for surname, studies in by_surname.items():
-        pattern = re.compile(
-            rf"(?<![\w'-]){re.escape(surname)}(?:(?P<etal> et al\.?,?)|(?: and [A-Z][\w'-]+)?,? {_YEAR}|(?P<own>'s\b))",
-        )
-        for m in pattern.finditer(question):
+        if surname not in question:
+            continue
+        for m in _citation_pattern(surname).finditer(question):
             if not (m.group("etal") or m.group("year") or m.group("own")):
                 continue
             given: str | None = m.group("year")

@@ -187,8 +187,8 @@ class EvidenceGatherer:
         """
         named = treatments_in(question, self.treatments.all)
         if named:
-            return named, not all(given_as_example(question, pattern) for label, pattern in self.treatments.all
-                                  if label in named)  # fmt: skip
+            examples = [given_as_example(question, pattern) for label, pattern in self.treatments.all if label in named]
+            return named, not all(examples)
         implied = treatments_in(self.expand(question), self.treatments.all)
         if implied:
             return implied, False
@@ -324,15 +324,7 @@ class EvidenceGatherer:
         if named:  # the question is about the studies it names (and the treatments it names)
             kept = [s for s in kept if s.doc_id in named]
         for s in kept:
-            s.route = (
-                "named"
-                if s.doc_id in named
-                else "best"
-                if s.rank == 0
-                else "strong"
-                if s.result_similarity >= MIN_STRONG_SIMILARITY
-                else "cut"
-            )
+            s.route = _route(s, named)
         # The best studies about each treatment asked about: for a treatment the question
         # names, those of the phase asked about, then those named for it in their title; for
         # "which type", those named for the type, strongest design first. A study counts when
@@ -405,6 +397,15 @@ class EvidenceGatherer:
         kept = [s for s in kept if s.findings or s.plain or s.doc_id in merged]
         kept.sort(key=lambda s: (s.level, -s.relevance))
         return kept
+
+
+def _route(study: Study, named: Sequence[str]) -> str:
+    """Why the cut keeps ``study`` (:attr:`Study.route`)."""
+    if study.doc_id in named:
+        return "named"
+    if study.rank == 0:
+        return "best"
+    return "strong" if study.result_similarity >= MIN_STRONG_SIMILARITY else "cut"
 
 
 def merge_studies(first: Sequence[Study], second: Sequence[Study], animal_first: bool = False) -> list[Study]:
