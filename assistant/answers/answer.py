@@ -245,6 +245,7 @@ class Answerer:
 
         gaps = self.gaps(query)
         parts = split_question(query)
+        topical = {h.doc_id for h in hits}  # the documents of the whole question
         gathered: list[tuple[str, list[Study]]] = []
         used: set[int] = set()
         for part in parts:
@@ -255,7 +256,6 @@ class Answerer:
                 part_hits = self.retriever.search(part_query, k=40, method="hybrid", filters=filters)
             studies = self.gatherer.gather(part_query, part_hits, used, patient=mode == "patient")
             if part != parts[0]:  # a later part: only studies that bear on the whole question
-                topical = {h.doc_id for h in hits}
                 studies = [s for s in studies if s.doc_id in topical or s.route in TOPICAL_ROUTES]
             if gaps:  # the evidence on the question without what it does not cover, as related
                 broader = related_question(part_query, gaps)
