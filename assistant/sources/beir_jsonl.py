@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from assistant.errors import FormatError
@@ -75,11 +76,7 @@ def _parse_beir(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
         if not isinstance(obj.get("metadata") or {}, dict):
             errors.append(rec.record_error(path, line, label, "'metadata' must be a JSON object"))
             continue
-        try:
-            record = _beir_record(obj)
-        except Exception as exc:
-            errors.append(rec.read_failure(path, line, label, exc, "the BEIR reader"))
-            continue
-        if (checked := rec.checked(record, path, line, label, errors, raw)) is not None:
-            records.append(checked)
+        record = rec.read_record(partial(_beir_record, obj), path, line, label, errors, raw, "the BEIR reader")
+        if record is not None:
+            records.append(record)
     return records, errors

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import Any
 
 from assistant.errors import FormatError
@@ -88,14 +89,16 @@ def _bibtex_entries(library: Any, path: str, offset: int, records: list[Record],
     for entry in library.entries:
         label = f"entry {entry.key!r}"
         line = offset + (entry.start_line or 0) + 1
-        try:
-            fields = {key.lower(): value for key, value in entry.fields_dict.items()}
-            record = _bibtex_record(fields)
-        except Exception as exc:
-            errors.append(rec.read_failure(path, line, label, exc, "bibtexparser"))
-            continue
-        if (checked := rec.checked(record, path, line, label, errors, entry.raw or "")) is not None:
-            records.append(checked)
+
+        build = partial(_entry_record, entry)
+        record = rec.read_record(build, path, line, label, errors, entry.raw or "", "bibtexparser")
+        if record is not None:
+            records.append(record)
+
+
+def _entry_record(entry: Any) -> Record:
+    """The record of one bibtexparser entry (field names lower-cased)."""
+    return _bibtex_record({key.lower(): value for key, value in entry.fields_dict.items()})
 
 
 def _parse_bibtex(text: str, path: str) -> tuple[list[Record], list[FormatError]]:

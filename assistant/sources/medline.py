@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from assistant.errors import FormatError
 from assistant.sources import records as rec
@@ -74,11 +75,8 @@ def _parse_medline(text: str, path: str) -> tuple[list[Record], list[FormatError
             msg = "a continuation line with no tag before it (a blank line inside a record?)"
             errors.append(rec.record_error(path, line, label, msg))
             continue
-        try:
-            record = _medline_record(block)
-        except Exception as exc:
-            errors.append(rec.read_failure(path, line, label, exc, "Bio.Medline"))
-            continue
-        if (checked := rec.checked(record, path, line, label, errors, "\n".join(block))) is not None:
-            records.append(checked)
+        raw = "\n".join(block)
+        record = rec.read_record(partial(_medline_record, block), path, line, label, errors, raw, "Bio.Medline")
+        if record is not None:
+            records.append(record)
     return records, errors

@@ -19,13 +19,14 @@ records as rec``); it imports none of them. Their toolkit:
   line, label), :class:`BadRecord` is what a reader raises for a record it cannot use,
   :func:`read_failure` turns the exception a record's reading raised into its error, and
   :func:`checked` keeps a record only if it is usable (a title, text that was UTF-8, see
-  :func:`text_not_utf8` and :func:`record_not_utf8`).
+  :func:`text_not_utf8` and :func:`record_not_utf8`); :func:`read_record` does all three
+  for one record of a reader.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -51,6 +52,7 @@ __all__ = [
     "mesh_name",
     "parse_year",
     "read_failure",
+    "read_record",
     "record_error",
     "record_label",
     "record_not_utf8",
@@ -342,6 +344,25 @@ def record_not_utf8(record: Record) -> bool:
     values = [getattr(record, f.name) for f in fields(Record)]
     strings = [v for v in values if isinstance(v, str)] + [x for v in values if isinstance(v, tuple) for x in v]
     return text_not_utf8(*strings)
+
+
+def read_record(
+    build: Callable[[], Record],
+    path: str,
+    line: int | None,
+    label: str,
+    errors: list[FormatError],
+    raw: str,
+    reader: str,
+) -> Record | None:
+    """One record of a file: ``build()`` it, name a failure (:func:`read_failure`), keep it
+    only if it is usable (:func:`checked`); None, with the error in ``errors``, otherwise."""
+    try:
+        record = build()
+    except Exception as exc:
+        errors.append(read_failure(path, line, label, exc, reader))
+        return None
+    return checked(record, path, line, label, errors, raw)
 
 
 def checked(

@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from assistant.errors import FormatError
 from assistant.sources import records as rec
 from assistant.sources.records import Record
+
+
+def _one_entry(raw: str) -> Record:
+    """The record of one RIS block (exactly one entry, or :class:`BadRecord`)."""
+    import rispy
+
+    # Tags rispy does not know are not used here; keeping them trips rispy up (a "UK" tag,
+    # its own name for them, then another unknown tag: TypeError).
+    entries = rispy.loads(raw + "\n", skip_unknown_tags=True)
+    if len(entries) != 1:
+        raise rec.BadRecord(f"rispy read {len(entries)} records here instead of one")
+    return _ris_record(entries[0])
 
 
 def _first(entry: Mapping[str, Any], *keys: str) -> str:
@@ -63,7 +76,6 @@ def _parse_ris(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
     Lines between an ``ER`` and the next ``TY`` belong to no record and are ignored, as
     rispy does (rispy would otherwise add them to the record before).
     """
-    import rispy
 
     records: list[Record] = []
     errors: list[FormatError] = []
@@ -79,16 +91,8 @@ def _parse_ris(text: str, path: str) -> tuple[list[Record], list[FormatError]]:
         if end is None:
             errors.append(rec.record_error(path, start + 1, label, "no 'ER  -' line ends this record"))
             continue
-        try:
-            # Tags rispy does not know are not used here; keeping them trips rispy up (a
-            # "UK" tag, its own name for them, then another unknown tag: TypeError).
-            entries = rispy.loads("\n".join(block[: end + 1]) + "\n", skip_unknown_tags=True)
-            if len(entries) != 1:
-                raise rec.BadRecord(f"rispy read {len(entries)} records here instead of one")
-            record = _ris_record(entries[0])
-        except Exception as exc:
-            errors.append(rec.read_failure(path, start + 1, label, exc, "rispy"))
-            continue
-        if (checked := rec.checked(record, path, start + 1, label, errors, "\n".join(block[: end + 1]))) is not None:
-            records.append(checked)
+        raw = "\n".join(block[: end + 1])
+        record = rec.read_record(partial(_one_entry, raw), path, start + 1, label, errors, raw, "rispy")
+        if record is not None:
+            records.append(record)
     return records, errors
