@@ -48,6 +48,7 @@ from assistant.answers.questions import (
     POPULATIONS_FILE,
     TREATMENTS_FILE,
     about_animals,
+    designs_asked,
     load_outcomes,
     load_populations,
     load_treatments,
@@ -239,10 +240,19 @@ class Answerer:
 
         query = standalone_query(text, turns, self._encode, self._needs_context, self._thresholds.substitution)
         hits = self.retriever.search(query, k=40, method="hybrid", filters=filters)
+        original = filters
         cov = self.coverage(query, hits)
         if not cov.in_scope or not hits:
             return self._abstain(mode, query, notices, cov.intent, no_match=not hits and bool(filters))
 
+        filters = self.evidence_filters(query, filters)
+        if filters is not None and self.retriever.mask(filters) is not None and filters != original:
+            design_hits = self.retriever.search(query, k=40, method="hybrid", filters=filters)
+            if design_hits:
+                hits = design_hits
+            else:  # no study of the design asked about bears on it: the evidence of every design
+                filters = original
+        allowed = self.retriever.documents(filters)
         gaps = self.gaps(query)
         parts = split_question(query)
         topical = {h.doc_id for h in hits}  # the documents of the whole question
@@ -254,7 +264,7 @@ class Answerer:
             else:
                 part_query = part if part == parts[0] else with_topic(part.rstrip("?"), parts[0], part)
                 part_hits = self.retriever.search(part_query, k=40, method="hybrid", filters=filters)
-            studies = self.gatherer.gather(part_query, part_hits, used, patient=mode == "patient")
+            studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed)
             if part != parts[0]:  # a later part: only studies that bear on the whole question
                 studies = [s for s in studies if s.doc_id in topical or s.route in TOPICAL_ROUTES]
             if gaps:  # the evidence on the question without what it does not cover, as related
@@ -262,7 +272,7 @@ class Answerer:
                 if broader.strip(" ?") and broader != part_query:
                     more = self.retriever.search(broader, k=40, method="hybrid", filters=filters)
                     animal_gap = any(g.kind == "animal" for g in gaps)
-                    related_studies = self.gatherer.gather(broader, more, used, mode == "patient")
+                    related_studies = self.gatherer.gather(broader, more, used, mode == "patient", allowed)
                     studies = merge_studies(studies, related_studies, animal_first=animal_gap)
             used |= {f.row for s in studies for f in (*s.findings, *s.plain)}
             if studies:
@@ -276,6 +286,16 @@ class Answerer:
         if mode == "patient":
             return self._answer(query, self.patient.compose(query, gathered, gaps), mode, notices)
         return self._answer(query, self.clinician.compose(gathered, gaps), mode, notices)
+
+    def evidence_filters(self, query: str, filters: Filters | None) -> Filters | None:
+        """``filters`` and, when the question names a study design ("according to the
+        meta-analyses", "what do randomised trials show", "non-randomised studies") and the
+        filters choose no documents already, the documents of that design."""
+        designs = designs_asked(query)
+        if not designs or (filters and any(str(k).strip().lower() in ("doc_id", "doc", "id") for k in filters)):
+            return filters
+        docs = self.gatherer.catalog.of_designs(designs)
+        return {**(filters or {}), "doc_id": docs} if docs else filters
 
     def _abstain(
         self, mode: str, query: str, notices: Sequence[str], intent: str | None = None, no_match: bool = False

@@ -12,7 +12,7 @@ and the answerer asks it what a question names that no study covers.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +146,18 @@ class Catalog:
                 about[doc_id] = tuple(sorted(named, key=lambda label: label not in titled))
             self._about = about
         return self._about
+
+    def of_designs(self, groups: Sequence[str]) -> list[str]:
+        """The documents of the design groups a question asks about (``designs_asked``), in
+        index order. Non-randomised evidence ("cohort") takes the human studies of no named
+        design too (``study_type`` "other": service evaluations, case series)."""
+        out = []
+        for doc_id, meta in self.doc_meta.items():
+            group = meta.get("design_group")
+            unnamed = str(meta.get("study_type") or "").lower() == "other" and meta.get("species") == "human"
+            if group in groups or ("cohort" in groups and unnamed):
+                out.append(doc_id)
+        return out
 
     def titled(self, doc_id: str, facet: str) -> bool:
         """Whether the document's title names ``facet`` (the study is specifically about it)."""

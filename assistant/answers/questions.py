@@ -215,6 +215,48 @@ def about_animals(question: str) -> bool:
     return bool(_ABOUT_ANIMALS.search(question))
 
 
+# The study designs a question may ask about, by the ``design_group`` of the records
+# (:data:`assistant.documents.records.DESIGN_GROUPS`): "according to the meta-analyses",
+# "what do the randomised trials show", "which findings rest on non-randomised studies".
+# A bare "trials" or "studies" names no design: people say it of any study.
+DESIGNS_ASKED: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "review",
+        re.compile(
+            r"\b(systematic reviews?|meta-?analy[sz]\w*|pooled analys[ie]s|cochrane( reviews?)?|"
+            r"(the )?reviews (found|show\w*|report\w*|conclude\w*|say|judge\w*|rate\w*))\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "trial",
+        re.compile(
+            r"\b((?<!non-)(?<!non )randomi[sz]ed( controlled)? (clinical )?trials?|RCTs?|head-to-head (\w+ )?trials?)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "cohort",
+        re.compile(
+            r"\b(cohorts?( studies| study)?|observational|non-?randomi[sz]ed|uncontrolled|prospective (studies|study))\b",
+            re.IGNORECASE,
+        ),
+    ),
+)
+
+
+def designs_asked(question: str) -> tuple[str, ...]:
+    """The ``design_group`` values the question restricts its evidence to (none: any design)."""
+    return tuple(group for group, pattern in DESIGNS_ASKED if pattern.search(question))
+
+
+def without_designs(question: str) -> str:
+    """``question`` without the design words (they choose the studies, they are not a topic)."""
+    for _, pattern in DESIGNS_ASKED:
+        question = pattern.sub(" ", question)
+    return question
+
+
 # The condition or population a message may name (a follow-up such as "Does the effect last
 # once training stops?" names none: its topic is the previous question's).
 _CONDITION = re.compile(

@@ -8,7 +8,10 @@ or two. :class:`EvidenceGatherer` decides which, in three steps:
    treatments ("yoga", "massage or spinal manipulation") the studies *about* each of them
    (the treatment in the record's title, keywords, interventions or comparators) join the
    candidates, and candidates that never mention a named treatment leave; when it asks
-   which type of exercise works best, the studies about each exercise type join.
+   which type of exercise works best, the studies about each exercise type join. When the
+   search was restricted (filters; a design the question names, "what do the randomised
+   trials show", see :meth:`assistant.answers.answer.Answerer.evidence_filters`), only
+   studies it allows join.
 2. **The cut**: a document stays when its fused score relative to the best and the
    similarity of its best result sentence to the question pass thresholds calibrated on
    the dev questions; the best study about each named treatment (or exercise type) stays
@@ -28,7 +31,7 @@ gathered :class:`~assistant.answers.studies.Study` records go to :mod:`assistant
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,11 +44,13 @@ from assistant.answers.questions import (
     asked_directions,
     asked_phases,
     asks_which_type,
+    designs_asked,
     given_as_example,
     outcome_words,
     phase_conflicts,
     studies_named,
     treatments_in,
+    without_designs,
 )
 from assistant.answers.selection import MIN_FACET_SIMILARITY, MIN_FINDING_SIMILARITY, select_findings
 from assistant.answers.studies import Finding, Study
@@ -205,8 +210,10 @@ class EvidenceGatherer:
             return named, True
         return treatments_in(outcome_words(self.expand(question)), self.outcomes), False
 
-    def candidates(self, query: str, hits: Sequence[Hit]) -> list[Study]:
-        """The candidate studies with their scored findings (no cut yet); see the module docstring."""
+    def candidates(self, query: str, hits: Sequence[Hit], allowed: Collection[str] | None = None) -> list[Study]:
+        """The candidate studies with their scored findings (no cut yet); see the module docstring.
+        ``allowed``: the documents the search was restricted to (filters, a design asked
+        about); the studies about a treatment or outcome join only from these."""
         expanded = self.expand(query)
         facets, _ = self.facets(query)
         aspects, _ = self.aspects(query)
@@ -227,8 +234,10 @@ class EvidenceGatherer:
         for doc_id in self.sentence_documents(q):  # a study may bear on the question in one sentence
             if doc_id not in docs:
                 docs.append(doc_id)
+        if allowed is not None:
+            docs = [d for d in docs if d in allowed]
         rank = {d: i for i, (d, _) in enumerate(scores)}
-        covered = self.catalog.coverage(expanded)
+        covered = self.catalog.coverage(without_designs(expanded))  # the design is no topic word
         out = []
         for doc_id in docs:
             study = Study(
@@ -291,7 +300,12 @@ class EvidenceGatherer:
         return study.relative_score >= bar and study.result_similarity >= MIN_FINDING_SIMILARITY * share
 
     def gather(
-        self, query: str, hits: Sequence[Hit], exclude_rows: set[int] | None = None, patient: bool = False
+        self,
+        query: str,
+        hits: Sequence[Hit],
+        exclude_rows: set[int] | None = None,
+        patient: bool = False,
+        allowed: Collection[str] | None = None,
     ) -> list[Study]:
         """The studies that bear on ``query``, strongest designs first, each with its findings.
 
@@ -300,6 +314,7 @@ class EvidenceGatherer:
             hits: its hybrid hits (about 40).
             exclude_rows: sentence rows already used elsewhere in the answer (another part).
             patient: the cut of patient answers (see :meth:`relevant`).
+            allowed: the documents the search was restricted to (None: all).
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
@@ -308,10 +323,14 @@ class EvidenceGatherer:
         animals_asked = about_animals(expanded)
         candidates = [
             s
-            for s in self.candidates(query, hits)
+            for s in self.candidates(query, hits, allowed)
             if not phase_conflicts(asked, [str(s.meta.get("lbp_phase") or "")]) and (s.findings or s.plain)
         ]
         most_coverage = max((s.coverage for s in candidates), default=0.0)
+        if designs_asked(expanded):  # "which findings rest on non-randomised studies?": the design chose
+            # the studies, and the question's other words are often about the evidence, not a topic
+            for s in candidates:
+                s.coverage = s.coverage / most_coverage if most_coverage > 0 else 1.0
         kept = [
             s
             for s in candidates

@@ -52,6 +52,8 @@ FILTER_ALIASES = {
     "design": "design_group",
     "group": "design_group",
     "pmid": "pmid",
+    "doc": "doc_id",
+    "id": "doc_id",
 }
 
 Filters = Mapping[str, str | Sequence[str]]
@@ -163,8 +165,8 @@ class Retriever:
             values = []
             known = False
             for p in self.index.passages:
-                v = p.metadata.get(key)
-                known = known or key in p.metadata
+                v = p.doc_id if key == "doc_id" else p.metadata.get(key)  # the document id is no metadata key
+                known = known or key == "doc_id" or key in p.metadata
                 values.append("|".join(_norm(x) for x in v) if isinstance(v, list) else _norm(v))
             column = np.array(values, dtype=object)
             if not known:  # a key no passage has (a typo, or hostile input) is not kept
@@ -196,6 +198,13 @@ class Retriever:
             column = self._facet(key)
             mask &= np.array([any(w in str(c).split("|") for w in wanted) for c in column], dtype=bool)
         return mask
+
+    def documents(self, filters: Filters | None) -> set[str] | None:
+        """The ids of the documents whose passages pass ``filters`` (None: no filters)."""
+        mask = self.mask(filters)
+        if mask is None:
+            return None
+        return {self.index.passages[int(row)].doc_id for row in np.flatnonzero(mask)}
 
     # ------------------------------------------------------------------ single retrievers
 

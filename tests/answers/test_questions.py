@@ -13,6 +13,7 @@ from assistant.answers.questions import (
     asked_phases,
     asks_comparison,
     asks_which_type,
+    designs_asked,
     given_as_example,
     load_outcomes,
     load_treatments,
@@ -22,6 +23,7 @@ from assistant.answers.questions import (
     split_question,
     studies_named,
     treatments_in,
+    without_designs,
 )
 from assistant.errors import FormatError
 
@@ -373,3 +375,24 @@ AUTHORS = [("ref-23", "Searle", 2015), ("ref-28", "Meng", 2015), ("ref-20", "Hay
 )  # fmt: skip
 def test_studies_named_by_first_author(question: str, expected: tuple[str, ...]) -> None:
     assert studies_named(question, AUTHORS) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How large is the effect according to the meta-analyses?", ("review",)),
+        ("What did the Cochrane reviews conclude about yoga?", ("review",)),
+        ("What do randomised controlled trials show about McKenzie?", ("trial",)),
+        ("Does the advantage in a head-to-head trial last?", ("trial",)),
+        ("Which findings rest on uncontrolled or non-randomised studies?", ("cohort",)),
+        ("What do the cohort studies add?", ("cohort",)),
+        ("Do RCTs and observational studies agree?", ("trial", "cohort")),
+        # "trials" and "studies" alone name no design: people say it of any study
+        ("Which trials measured range of motion?", ()),
+        ("What do studies say about walking?", ()),
+    ],
+)
+def test_designs_asked(question: str, expected: tuple[str, ...]) -> None:
+    assert designs_asked(question) == expected
+    if expected:  # the design words choose the studies; they are not words of the topic
+        assert designs_asked(without_designs(question)) == ()

@@ -186,3 +186,30 @@ def test_a_question_word_is_not_a_distinctive_word(bot) -> None:  # type: ignore
     "Does exercise help chronic low back pain?" (the core reviews [20] and [23] do)."""
     cited = {c.n for c in bot.ask("Does exercise help chronic low back pain?").citations}
     assert {20, 23} <= cited and 17 not in cited
+
+
+def _designs(bot, answer) -> set[str]:  # type: ignore[no-untyped-def]
+    return {str(bot.answerer._meta(f"ref-{c.n}").get("design_group")) for c in answer.citations}
+
+
+@pytest.mark.parametrize(
+    ("question", "design"),
+    [
+        ("What do the randomised trials show about McKenzie exercises?", "trial"),
+        ("According to the systematic reviews, does exercise help chronic low back pain?", "review"),
+    ],
+)
+def test_a_design_named_in_the_question_chooses_the_evidence(bot, question: str, design: str) -> None:  # type: ignore[no-untyped-def]
+    """ "What do the randomised trials show" is answered from the trials only, several of them."""
+    answer = bot.ask(question)
+    assert len(answer.citations) >= 3 and _designs(bot, answer) == {design}
+    _checkable(bot, answer)
+
+
+def test_filters_keep_the_studies_gathered_for_a_treatment_out(bot) -> None:  # type: ignore[no-untyped-def]
+    """The studies about each exercise type join a "which type" answer only when they pass the
+    filters: a trials-only answer cites no review."""
+    answer = bot.ask(
+        "Which types of exercise work best for chronic low back pain?", filters={"design_group": ["trial"]}
+    )
+    assert answer.citations and _designs(bot, answer) == {"trial"}

@@ -45,6 +45,19 @@ def test_filters(bot) -> None:  # type: ignore[no-untyped-def]
         parse_filters(["species"])
 
 
+def test_document_filter(bot) -> None:  # type: ignore[no-untyped-def]
+    r: Retriever = bot.retriever
+    filters = parse_filters(["doc=ref-20,ref-23"])
+    assert filters == {"doc_id": ["ref-20", "ref-23"]}
+    assert {h.doc_id for h in r.search("exercise for chronic low back pain", k=20, filters=filters)} == {
+        "ref-20",
+        "ref-23",
+    }
+    assert r.documents(filters) == {"ref-20", "ref-23"}
+    assert r.documents({"design_group": "trial", "lbp_phase": "acute"}) == {"ref-19"}
+    assert r.documents(None) is None
+
+
 def test_filtered_dense_is_exact_over_the_subset(bot) -> None:  # type: ignore[no-untyped-def]
     r: Retriever = bot.retriever
     mask = r.mask({"species": "human"})
