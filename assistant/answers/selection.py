@@ -1,7 +1,8 @@
 """Choose the sentences an answer quotes from its studies, without near-repeats.
 
 From each kept study, its best findings (clinician and plain), at most :data:`PER_STUDY`
-and only close to the study's best. A sentence that nearly repeats one already taken from
+and only close to the study's best (a result in another direction than those taken, within
+a wider margin: "no difference in acute LBP" after "benefit in chronic LBP"). A sentence that nearly repeats one already taken from
 another study is merged into it when both say the same thing, so the claim cites both, and
 dropped otherwise; a second sentence of the same study must add something (a lower bar for
 "nearly repeats", or shared wording). :class:`assistant.answers.synthesis.EvidenceGatherer`
@@ -24,6 +25,7 @@ MIN_FINDING_SIMILARITY = 0.30
 MIN_FACET_SIMILARITY = 0.20
 # Per study: sentences within this margin of its best one, at most PER_STUDY of them.
 SENTENCE_MARGIN = 0.15
+CONTRAST_MARGIN = 0.20
 PER_STUDY = 3
 MAX_FINDINGS = 16
 NEAR_DUPLICATE = 0.88
@@ -73,14 +75,24 @@ def select_findings(
                 top = pool[0].score if pool else 0.0
                 while pool and len(taken) < MAX_FINDINGS:
                     f = pool.pop(0)
-                    if f.row in exclude or f.score < top - SENTENCE_MARGIN:
+                    # A further result in another direction ("no difference in acute LBP" after a
+                    # benefit in chronic LBP) is part of what the study found: a wider margin and
+                    # the lower bar.
+                    contrast = (
+                        bool(mine) and f.direction != "finding" and f.direction not in {c.direction for c in mine}
+                    )
+                    if f.row in exclude or f.score < top - SENTENCE_MARGIN - (CONTRAST_MARGIN if contrast else 0.0):
                         continue
-                    if mine and f.similarity < (MIN_FACET_SIMILARITY if f.on_facet else MIN_FINDING_SIMILARITY):
-                        continue  # a further sentence must be close, or name what the question asks about
+                    if mine and f.similarity < (
+                        MIN_FACET_SIMILARITY if f.on_facet or contrast else MIN_FINDING_SIMILARITY
+                    ):
+                        continue  # a further sentence must be close, name what the question asks about, or contrast
                     v = vectors_of([f.row])[0]
                     if mine and (
-                        float(np.max(vectors_of([c.row for c in mine]) @ v)) > SAME_STUDY_DUPLICATE
-                        or max(word_overlap(f.text, c.text) for c in mine) >= SAME_WORDS
+                        float(np.max(vectors_of([c.row for c in mine]) @ v))
+                        > (NEAR_DUPLICATE if contrast else SAME_STUDY_DUPLICATE)
+                        # shared wording says the same thing, unless the results differ in direction
+                        or (not contrast and max(word_overlap(f.text, c.text) for c in mine) >= SAME_WORDS)
                     ):
                         continue  # a second sentence of a study must add something
                     if vectors:

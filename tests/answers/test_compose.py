@@ -6,8 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from assistant.answers.compose import GENERAL_GROUP, bottom_line, cite_refs, evidence_rows, group_findings
 from assistant.answers.questions import load_treatments
+from assistant.answers.selection import select_findings
 from assistant.answers.studies import Finding, Study
 from assistant.documents.corpus import load_corpus
 
@@ -350,3 +353,27 @@ def test_evidence_rows_merged_study_takes_the_claims_direction() -> None:
     sherman = Study("ref-22", SHERMAN, 1, 0.8)
     rows = evidence_rows([hayden, sherman], DOC_META, patient=False, related=set())
     assert rows[1].direction == "benefit"
+
+
+# --------------------------------------------------------------------------- select_findings
+
+
+def test_a_result_in_another_direction_is_kept_with_the_study() -> None:
+    """A study's second sentence must be close to the question, unless it reports a result in
+    another direction than those taken: "no difference in acute LBP" after "benefit in chronic
+    LBP" is part of what the study found. A further sentence in the same direction, as far from
+    the question, is not taken."""
+
+    def finding(row: int, text: str, score: float, similarity: float, direction: str) -> Finding:
+        return Finding(row, text, "ref-20", f"ref-20#{row}", (20,), score, similarity, direction, ())
+
+    study = Study("ref-20", make_meta(20, "Cochrane review", "mixed"), rank=0, relative_score=1.0)
+    study.findings = [
+        finding(0, "In chronic LBP, exercise did better than comparison treatments.", 0.70, 0.50, "benefit"),
+        finding(1, "Function also improved with graded activity programmes.", 0.62, 0.25, "benefit"),
+        finding(2, "In acute LBP, exercise was no better than comparison treatments.", 0.45, 0.25, "no difference"),
+        finding(3, "Trials came from twelve countries.", 0.60, 0.25, "finding"),
+    ]
+    vectors = np.eye(4)
+    select_findings([study], set(), lambda rows: vectors[list(rows)])
+    assert [f.row for f in study.findings] == [0, 2]
