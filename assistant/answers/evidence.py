@@ -92,7 +92,7 @@ _BACKGROUND = re.compile(
 # Method words: a sentence with one of these and no result cue describes the method.
 _METHOD = re.compile(
     r"\b(searche[ds]|eligible|inclusion criteria|were included|selected trials|extracted|data extraction|"
-    r"rated with|intention-to-treat|per-protocol|were randomi[sz]ed|randomly assigned|allocation|"
+    r"(rated|graded|appraised|scored) (with|using)|intention-to-treat|per-protocol|were randomi[sz]ed|randomly assigned|allocation|"
     r"meta-regression tested|thematic synthesis|were (pooled|analy[sz]ed)|models? adjusted|qualified|"
     # who took part, how groups were treated and when outcomes were measured
     r"took part|were (recruited|enrolled|allocated|split|screened|stratified)|comprised|(came|recruited) from|"

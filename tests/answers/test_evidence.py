@@ -127,6 +127,7 @@ def test_sentence_phases(text: str, expected: tuple[str, ...]) -> None:
         "The authors searched MEDLINE to 2004.",
         "Trials were pooled using random effects.",
         "Eligible trials compared exercise with no treatment.",
+        "Reviews were graded with the Oxman criteria and trials with Cochrane criteria.",
         # who took part, how the groups were treated, when outcomes were measured
         "Forty patients with chronic pain took part: 20 did yoga and 20 stretched.",
         "The cohort comprised 300 consecutive people with LBP.",
