@@ -25,7 +25,7 @@ from typing import Any
 
 from assistant.answers.compose import Draft, bottom_line, evidence_notes, group_findings, related_documents
 from assistant.answers.gaps import Gap, gap_line
-from assistant.answers.questions import Vocabulary, asked_phases, asks_comparison
+from assistant.answers.questions import Vocabulary, asked_phases, asks_comparison, outcome_words, treatments_in
 from assistant.answers.studies import Study
 
 ANIMAL_HEADING_CLINICIAN = "Animal studies (mechanisms; not evidence of benefit in people):"
@@ -44,6 +44,8 @@ class ClinicianComposer:
         expand: the retriever's lay-term expansion (the phases and comparisons a part asks about).
         treatments: the treatment vocabulary (to group the findings by treatment).
         doc_meta: document id -> metadata (for the notes).
+        conduct: the aspects of how a study was run ("lost to follow-up"): the sentences on
+            one the question asks about come first, under its name.
     """
 
     def __init__(
@@ -52,8 +54,10 @@ class ClinicianComposer:
         expand: Callable[[str], str],
         treatments: Vocabulary,
         doc_meta: Mapping[str, Mapping[str, Any]],
+        conduct: Vocabulary = (),
     ) -> None:
         self.facets = facets
+        self.conduct = conduct
         self.expand = expand
         self.treatments = treatments
         self.doc_meta = doc_meta
@@ -79,7 +83,9 @@ class ClinicianComposer:
             if len(human) >= 2:
                 facets, _ = self.facets(part)
                 compared = facets if asks_comparison(self.expand(part)) else ()
-                for heading, items in group_findings(pairs, self.treatments, compared):
+                named = treatments_in(outcome_words(self.expand(part)), self.conduct)
+                asked = tuple((label, p) for label, p in self.conduct if label in named)
+                for heading, items in group_findings(pairs, self.treatments, compared, asked):
                     lines = [draft.quote(f) for _, f in items]
                     draft.paragraphs.append(f"{heading}{suffix}:\n" + "\n".join(lines))
             elif pairs:

@@ -230,16 +230,29 @@ def _order(pairs: Sequence[Pair]) -> list[Pair]:
 
 
 def group_findings(
-    pairs: Sequence[Pair], treatments: Vocabulary = (), facets: Sequence[str] = ()
+    pairs: Sequence[Pair], treatments: Vocabulary = (), facets: Sequence[str] = (), asked: Vocabulary = ()
 ) -> list[tuple[str, list[Pair]]]:
     """(heading, findings) groups, strongest designs first in each.
 
-    By the treatments of ``facets`` (those the question compares) when the sentences name
-    at least two of them: one group per treatment in the question's order, a sentence that
-    names several of them in a group of its own, the rest last. Otherwise by direction
-    (benefit, no difference, mixed or uncertain, harms, other findings). A treatment
-    group's heading lists the directions of its sentences.
+    First, the sentences that name an aspect of how the studies were run that the question
+    asks about (``asked``: "lost to follow-up"), one group per aspect. Then, by the
+    treatments of ``facets`` (those the question compares) when the sentences name at least
+    two of them: one group per treatment in the question's order, a sentence that names
+    several of them in a group of its own, the rest last. Otherwise by direction (benefit,
+    no difference, mixed or uncertain, harms, other findings). A treatment group's heading
+    lists the directions of its sentences.
     """
+    first: list[tuple[str, list[Pair]]] = []
+    for label, pattern in asked:
+        items = [pair for pair in pairs if pattern.search(pair[1].text)]
+        if items:
+            first.append((label, _order(items)))
+            pairs = [pair for pair in pairs if pair not in items]
+    return first + _grouped(pairs, treatments, facets) if pairs else first
+
+
+def _grouped(pairs: Sequence[Pair], treatments: Vocabulary, facets: Sequence[str]) -> list[tuple[str, list[Pair]]]:
+    """:func:`group_findings` by treatment or by direction."""
     if facets and treatments:
         by_label = dict(treatments)
         patterns = tuple((label, by_label[label]) for label in facets if label in by_label)

@@ -80,8 +80,16 @@ def load_treatments(path: str) -> Treatments:
 
 
 def load_outcomes(path: str) -> Vocabulary:
-    """The outcomes and aspects of ``outcomes.json`` (see :func:`load_vocabulary`)."""
-    return load_vocabulary(path, "outcomes")[0]
+    """The outcomes and aspects of ``outcomes.json``, those of how a study was run
+    (``study_conduct``) last (see :func:`load_vocabulary`)."""
+    outcomes, conduct = load_vocabulary(path, "outcomes", "study_conduct")
+    return outcomes + conduct
+
+
+def load_conduct(path: str) -> Vocabulary:
+    """The aspects of how a study was run of ``outcomes.json`` (follow-up and dropout): the
+    records report them in method sentences (see :func:`load_vocabulary`)."""
+    return load_vocabulary(path, "study_conduct")[0]
 
 
 POPULATIONS_FILE = "populations.json"

@@ -5,7 +5,7 @@ and only close to the study's best (a result in another direction than those tak
 a wider margin: "no difference in acute LBP" after "benefit in chronic LBP"). A sentence that nearly repeats one already taken from
 another study is merged into it when both say the same thing, so the claim cites both, and
 dropped otherwise; a second sentence of the same study must add something (a lower bar for
-"nearly repeats", or shared wording). :class:`assistant.answers.synthesis.EvidenceGatherer`
+"nearly repeats", shared wording, the same figures). :class:`assistant.answers.synthesis.EvidenceGatherer`
 calls :func:`select_findings` on the studies it keeps.
 """
 
@@ -42,6 +42,16 @@ _FUNCTION_WORDS = frozenset(
         "into over both all any more less most some such in it is no of to an on as at by or be",
     )
 )
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def same_numbers(a: str, b: str) -> bool:
+    """Whether two sentences report the same figures: at least two numbers each, those of one
+    all in the other ("138 of the 148 (93%) completed" and "of 148 randomized, 138 (93%)")."""
+    na, nb = set(_NUMBER.findall(a)), set(_NUMBER.findall(b))
+    return len(na) >= 2 and len(nb) >= 2 and (na <= nb or nb <= na)
 
 
 def word_overlap(a: str, b: str) -> float:
@@ -92,7 +102,12 @@ def select_findings(
                         float(np.max(vectors_of([c.row for c in mine]) @ v))
                         > (NEAR_DUPLICATE if contrast else SAME_STUDY_DUPLICATE)
                         # shared wording says the same thing, unless the results differ in direction
-                        or (not contrast and max(word_overlap(f.text, c.text) for c in mine) >= SAME_WORDS)
+                        or (
+                            not contrast
+                            and any(
+                                word_overlap(f.text, c.text) >= SAME_WORDS or same_numbers(f.text, c.text) for c in mine
+                            )
+                        )
                     ):
                         continue  # a second sentence of a study must add something
                     if vectors:

@@ -78,6 +78,8 @@ SECTION_BONUS = {"key_findings": 0.16, "conclusion": 0.05}
 RESULT_BONUS = 0.10
 FACET_BONUS = 0.05
 ASKED_BONUS = 0.05
+# A sentence on how the study was run that the question asks about ("lost to follow-up") is its answer.
+CONDUCT_BONUS = 0.30
 # A sentence that opens with a pronoun leans on the one before it; quoted alone it is unclear.
 DANGLING = re.compile(r"^(it|its|they|their|them|this|these|those|such|he|she)\b", re.IGNORECASE)
 DANGLING_PENALTY = 0.10
@@ -95,6 +97,9 @@ class EvidenceGatherer:
         expand: the retriever's lay-term expansion (the question as searched).
         treatments: the treatment vocabulary (:mod:`assistant.answers.questions`).
         outcomes: the outcome vocabulary (safety, work, cost...; :mod:`assistant.answers.questions`).
+        conduct: the labels of ``outcomes`` that are about how a study was run (follow-up and
+            dropout): the records report them in method sentences, quotable when the question
+            names them.
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class EvidenceGatherer:
         expand: Callable[[str], str] = str,
         treatments: Treatments | None = None,
         outcomes: Vocabulary = (),
+        conduct: Collection[str] = (),
     ):
         self.index = index
         self.encode = encode
@@ -112,6 +118,7 @@ class EvidenceGatherer:
         self.expand = expand
         self.treatments = treatments or Treatments()
         self.outcomes = outcomes
+        self.conduct = frozenset(conduct)
         self.catalog = Catalog(index, doc_meta, self.treatments, outcomes)
 
     def _vectors(self, rows: Sequence[int]) -> np.ndarray:
@@ -133,14 +140,18 @@ class EvidenceGatherer:
         asked: Sequence[str] = (),
         facets: Sequence[str] = (),
         question: str = "",
+        named: Sequence[str] = (),
     ) -> list[Finding]:
-        """The document's quotable sentences for ``audience``, best first."""
+        """The document's quotable sentences for ``audience``, best first. A method sentence
+        is quotable when it names an aspect of how the study was run that the question names
+        (``named``): "how many were lost to follow-up?" is answered by "12-month data were
+        available for 68 of 97"."""
         infos = [
             s
             for s in self.catalog.sentences_of(doc_id)
             if s.audience == audience
             and s.section not in QUOTABLE_SECTIONS_EXCLUDED
-            and not s.framing
+            and (not s.framing or (named and self.catalog.labels_of(s.row) & set(named)))
             and not phase_conflicts(asked, s.phases)
         ]
         if audience == "patient":
@@ -162,6 +173,7 @@ class EvidenceGatherer:
             score += FACET_BONUS if on_facet else 0.0
             score += ASKED_BONUS if s.direction in wanted else 0.0
             score -= DANGLING_PENALTY if DANGLING.match(rec["text"]) else 0.0
+            score += CONDUCT_BONUS if named and set(named) & self.catalog.labels_of(s.row) else 0.0
             out.append(
                 Finding(
                     s.row,
@@ -216,7 +228,7 @@ class EvidenceGatherer:
         about); the studies about a treatment or outcome join only from these."""
         expanded = self.expand(query)
         facets, _ = self.facets(query)
-        aspects, _ = self.aspects(query)
+        aspects, named = self.aspects(query)
         asked = asked_phases(expanded)
         scores = top_k(aggregate_max((h.doc_id, h.score) for h in hits), len(hits))
         if not scores:
@@ -248,8 +260,9 @@ class EvidenceGatherer:
                 facets=tuple(f for f in facets if f in about.get(doc_id, ())),
                 coverage=covered(doc_id),
             )
-            study.findings = self._findings(doc_id, q, "clinician", asked, (*facets, *aspects), expanded)
-            study.plain = self._findings(doc_id, q, "patient", asked, (*facets, *aspects), expanded)
+            named_aspects = tuple(a for a in aspects if a in self.conduct) if named else ()
+            study.findings = self._findings(doc_id, q, "clinician", asked, (*facets, *aspects), expanded, named_aspects)
+            study.plain = self._findings(doc_id, q, "patient", asked, (*facets, *aspects), expanded, named_aspects)
             out.append(study)
         return out
 

@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from assistant.answers.compose import GENERAL_GROUP, bottom_line, cite_refs, evidence_rows, group_findings
-from assistant.answers.questions import load_treatments
-from assistant.answers.selection import select_findings
+from assistant.answers.questions import load_conduct, load_treatments
+from assistant.answers.selection import same_numbers, select_findings
 from assistant.answers.studies import Finding, Study
 from assistant.documents.corpus import load_corpus
 
 TREATMENTS = Path(__file__).resolve().parents[2] / "corpus" / "treatments.json"
+OUTCOMES = TREATMENTS.with_name("outcomes.json")
 
 DESIGNS = {
     "Cochrane review": ("review", 1),
@@ -239,6 +241,42 @@ def test_group_findings_by_direction_when_fewer_than_two_treatments_named() -> N
     assert headings(group_findings([YOGA, EXERCISE, YOGA_SAME], (), ("Pilates", "Yoga"))) == expected
     assert headings(group_findings([YOGA, EXERCISE, YOGA_SAME], vocabulary, ())) == expected
     assert group_findings([]) == []
+
+
+def test_group_findings_puts_the_asked_conduct_aspect_first() -> None:
+    """ "How many dropped out?": the sentences on follow-up lead, under the aspect's name."""
+    lost = pair(8, "Randomized controlled trial", "finding", "About 30% were lost to follow-up.", 0.2)
+    kept = pair(9, "Randomized controlled trial", "finding", "Follow-up was high: 95% provided 12-month data.", 0.1)
+    conduct = load_conduct(str(OUTCOMES))
+    assert headings(group_findings([YOGA, lost, EXERCISE, kept], (), (), conduct)) == [
+        ("Follow-up and dropout", ["ref-8", "ref-9"]),
+        ("Benefit", ["ref-2", "ref-1"]),
+    ]
+    assert headings(group_findings([lost], (), (), conduct)) == [("Follow-up and dropout", ["ref-8"])]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "Retention was high: 138 of the 148 participants (93%) completed follow-up.",
+            "Of 148 randomized, 138 (93%) were followed to the end.",
+            True,
+        ),
+        (
+            "Pain fell by 7.3 points (95% CI 3.7 to 10.9).",
+            "Pain fell by 7.3 points at 12 weeks.",
+            False,
+        ),  # one number in common
+        (
+            "Pain fell by 7.3 points (95% CI 3.7 to 10.9).",
+            "Function improved by 2.5 points (95% CI 1.0 to 3.9).",
+            False,
+        ),
+    ],
+)
+def test_same_numbers(a: str, b: str, same: bool) -> None:
+    assert same_numbers(a, b) is same
 
 
 # --------------------------------------------------------------------------- evidence_rows

@@ -15,6 +15,7 @@ from assistant.answers.questions import (
     asks_which_type,
     designs_asked,
     given_as_example,
+    load_conduct,
     load_outcomes,
     load_treatments,
     names_topic,
@@ -316,6 +317,10 @@ OUTCOMES = Path(__file__).resolve().parents[2] / "corpus" / "outcomes.json"
         ("What improvement should be expected in chronic LBP?", ()),
         ("What can I expect from a group class?", ()),
         ("Does exercise cut recurrences in recurrent LBP?", ("Recurrence",)),
+        # how the studies were run (study_conduct)
+        ("How many patients dropped out of the trials?", ("Follow-up and dropout",)),
+        ("Were many lost to follow-up?", ("Follow-up and dropout",)),
+        ("Is there a 12-month follow-up?", ()),
         ("Do patients' expectations of pain change with exercise?", ("Beliefs and expectations",)),
     ],
 )
@@ -325,9 +330,12 @@ def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -
 
 def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
     labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
-    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 16
+    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 17
     assert {"Endogenous opioids", "Serotonin", "Adenosine", "NMDA receptors"} <= set(labels)
-    assert load_outcomes(str(tmp_path / "missing.json")) == ()
+    # how a study was run: asked about like an outcome, listed last, and on its own
+    assert labels[-1] == "Follow-up and dropout"
+    assert [label for label, _ in load_conduct(str(OUTCOMES))] == ["Follow-up and dropout"]
+    assert load_outcomes(str(tmp_path / "missing.json")) == () and load_conduct(str(tmp_path / "missing.json")) == ()
 
 
 def test_split_question_drops_repeats_and_keeps_at_most_four_parts() -> None:

@@ -213,3 +213,14 @@ def test_filters_keep_the_studies_gathered_for_a_treatment_out(bot) -> None:  # 
         "Which types of exercise work best for chronic low back pain?", filters={"design_group": ["trial"]}
     )
     assert answer.citations and _designs(bot, answer) == {"trial"}
+
+
+def test_a_question_on_dropout_is_answered_from_the_follow_up_sentences(bot) -> None:  # type: ignore[no-untyped-def]
+    """Method sentences are left out of answers, except those on how the study was run that
+    the question asks about: "lost to follow-up" is answered by the retention of the trials and
+    the cohort, first and under its own heading."""
+    answer = bot.ask("How many patients dropped out of the exercise trials?")
+    assert len({c.n for c in answer.citations} & {19, 29, 36, 39}) >= 2
+    assert _headings(answer)[0] == "Follow-up and dropout:"
+    assert any("lost to follow-up" in s["text"] or "Retention" in s["text"] for s in answer.sentences)
+    _checkable(bot, answer)
