@@ -261,14 +261,17 @@ class Answerer:
         topical = {h.doc_id for h in hits}  # the documents of the whole question
         gathered: list[tuple[str, list[Study]]] = []
         used: set[int] = set()
+        # The part that names the topic ("How certain is the evidence? For Pilates, yoga and
+        # walking in chronic LBP, ..."): the other parts are asked about it.
+        anchor = next((p for p in parts if names_topic(p, self.treatments)), parts[0])
         for part in parts:
             if len(parts) == 1:
                 part_query, part_hits = query, hits
             else:
-                part_query = part if part == parts[0] else with_topic(part.rstrip("?"), parts[0], part)
+                part_query = part if part == anchor else with_topic(part.rstrip("?"), anchor, part)
                 part_hits = self.retriever.search(part_query, k=40, method="hybrid", filters=filters)
             studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed)
-            if part != parts[0]:  # a later part: only studies that bear on the whole question
+            if part != anchor:  # another part: only studies that bear on the whole question
                 studies = [s for s in studies if s.doc_id in topical or s.route in TOPICAL_ROUTES]
             if gaps:  # the evidence on the question without what it does not cover, as related
                 broader = related_question(part_query, gaps)

@@ -396,8 +396,12 @@ class EvidenceGatherer:
             for s in sorted(about, key=preference)[: FACET_DOCS if strict else 1]:
                 s.route = s.route or "treatment"
                 picked.append(s)
-        # The best studies that report each outcome asked about, in a sentence close to the question.
+        # The best studies that report each outcome asked about, in a sentence close to the
+        # question; for how studies were run ("how certain is the evidence for yoga?"), the
+        # studies of the treatments the question names are those to report it.
         for aspect in aspects:
+            if aspect in self.conduct and facets:
+                continue
             reporting = [
                 s
                 for s in candidates

@@ -321,6 +321,9 @@ OUTCOMES = Path(__file__).resolve().parents[2] / "corpus" / "outcomes.json"
         ("How many patients dropped out of the trials?", ("Follow-up and dropout",)),
         ("Were many lost to follow-up?", ("Follow-up and dropout",)),
         ("Is there a 12-month follow-up?", ()),
+        ("How strong is the evidence for yoga?", ("Quality of the evidence",)),
+        ("What is the certainty of the evidence?", ("Quality of the evidence",)),
+        ("Does exercise improve quality of life?", ("Quality of life",)),
         ("Do patients' expectations of pain change with exercise?", ("Beliefs and expectations",)),
     ],
 )
@@ -330,11 +333,11 @@ def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -
 
 def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
     labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
-    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 17
+    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 18
     assert {"Endogenous opioids", "Serotonin", "Adenosine", "NMDA receptors"} <= set(labels)
     # how a study was run: asked about like an outcome, listed last, and on its own
-    assert labels[-1] == "Follow-up and dropout"
-    assert [label for label, _ in load_conduct(str(OUTCOMES))] == ["Follow-up and dropout"]
+    conduct = ["Follow-up and dropout", "Quality of the evidence"]
+    assert labels[-2:] == conduct and [label for label, _ in load_conduct(str(OUTCOMES))] == conduct
     assert load_outcomes(str(tmp_path / "missing.json")) == () and load_conduct(str(tmp_path / "missing.json")) == ()
 
 

@@ -224,3 +224,14 @@ def test_a_question_on_dropout_is_answered_from_the_follow_up_sentences(bot) -> 
     assert _headings(answer)[0] == "Follow-up and dropout:"
     assert any("lost to follow-up" in s["text"] or "Retention" in s["text"] for s in answer.sentences)
     _checkable(bot, answer)
+
+
+def test_a_part_without_a_topic_is_asked_about_the_topic_of_the_others(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "How strong is the evidence, and does yoga help chronic LBP?": the first part is about
+    yoga too, and is answered from the certainty statements of the yoga evidence."""
+    answer = bot.ask("How strong is the evidence, and does yoga help chronic low back pain?")
+    cited = {c.n for c in answer.citations}
+    assert 32 in cited
+    assert all("Yoga" in bot.answerer.gatherer.catalog.mentions(f"ref-{n}") for n in cited)
+    assert "Quality of the evidence:" in _headings(answer)
+    _checkable(bot, answer)
