@@ -84,6 +84,7 @@ CONDUCT_BONUS = 0.30
 DANGLING = re.compile(r"^(it|its|they|their|them|this|these|those|such|he|she)\b", re.IGNORECASE)
 DANGLING_PENALTY = 0.10
 SPECIFIC_PHASES = ("acute", "subacute", "chronic", "recurrent", "prevention")
+FIGURE = re.compile(r"\d")
 PATIENT_DOSE = re.compile(r"\b\d+\s?(mg|mcg|milligrams?)\b", re.IGNORECASE)
 
 
@@ -132,6 +133,13 @@ class EvidenceGatherer:
             return tuple(parse_citation_markers(text))
         return tuple(meta.get("refs") or ())
 
+    def _reports_figure(self, row: int, aspects: Sequence[str]) -> bool:
+        """Whether sentence ``row`` names one of ``aspects`` and gives a figure ("About 30% were
+        lost to follow-up", "Risk of bias was low in 4 of the 9 trials")."""
+        return bool(self.catalog.labels_of(row) & set(aspects)) and bool(
+            FIGURE.search(self.index.sentences[row]["text"])
+        )
+
     def _findings(
         self,
         doc_id: str,
@@ -143,15 +151,15 @@ class EvidenceGatherer:
         named: Sequence[str] = (),
     ) -> list[Finding]:
         """The document's quotable sentences for ``audience``, best first. A method sentence
-        is quotable when it names an aspect of how the study was run that the question names
-        (``named``): "how many were lost to follow-up?" is answered by "12-month data were
-        available for 68 of 97"."""
+        is quotable when it gives a figure on an aspect of how the study was run that the
+        question names (``named``): "how many were lost to follow-up?" is answered by
+        "12-month data were available for 68 of 97"."""
         infos = [
             s
             for s in self.catalog.sentences_of(doc_id)
             if s.audience == audience
             and s.section not in QUOTABLE_SECTIONS_EXCLUDED
-            and (not s.framing or (named and self.catalog.labels_of(s.row) & set(named)))
+            and (not s.framing or (named and self._reports_figure(s.row, named)))
             and not phase_conflicts(asked, s.phases)
         ]
         if audience == "patient":

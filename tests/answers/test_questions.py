@@ -324,6 +324,9 @@ OUTCOMES = Path(__file__).resolve().parents[2] / "corpus" / "outcomes.json"
         ("How strong is the evidence for yoga?", ("Quality of the evidence",)),
         ("What is the certainty of the evidence?", ("Quality of the evidence",)),
         ("Does exercise improve quality of life?", ("Quality of life",)),
+        ("How large is the effect of exercise on pain?", ("Size of the effect",)),
+        ("By how many Roland-Morris points does disability fall?", ("Size of the effect",)),
+        ("How much exercise is needed?", ()),
         ("Do patients' expectations of pain change with exercise?", ("Beliefs and expectations",)),
     ],
 )
@@ -333,11 +336,11 @@ def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -
 
 def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
     labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
-    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 18
+    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 19
     assert {"Endogenous opioids", "Serotonin", "Adenosine", "NMDA receptors"} <= set(labels)
     # how a study was run: asked about like an outcome, listed last, and on its own
-    conduct = ["Follow-up and dropout", "Quality of the evidence"]
-    assert labels[-2:] == conduct and [label for label, _ in load_conduct(str(OUTCOMES))] == conduct
+    conduct = ["Follow-up and dropout", "Quality of the evidence", "Size of the effect"]
+    assert labels[-3:] == conduct and [label for label, _ in load_conduct(str(OUTCOMES))] == conduct
     assert load_outcomes(str(tmp_path / "missing.json")) == () and load_conduct(str(tmp_path / "missing.json")) == ()
 
 

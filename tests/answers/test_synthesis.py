@@ -235,3 +235,14 @@ def test_a_part_without_a_topic_is_asked_about_the_topic_of_the_others(bot) -> N
     assert all("Yoga" in bot.answerer.gatherer.catalog.mentions(f"ref-{n}") for n in cited)
     assert "Quality of the evidence:" in _headings(answer)
     _checkable(bot, answer)
+
+
+def test_a_question_on_effect_size_is_answered_with_the_estimates_first(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "How large is the effect?": the pooled estimates of the core reviews lead, and a method
+    sentence that only names effect sizes is not quoted."""
+    answer = bot.ask("How large is the effect of exercise on pain in chronic low back pain?")
+    assert {20, 23} <= {c.n for c in answer.citations}
+    assert _headings(answer)[0] == "Size of the effect:"
+    first = answer.answer.split("Size of the effect:\n", 1)[1].split("\n\n", 1)[0]
+    assert "95% CI" in first and "meta-regressions then related" not in answer.answer
+    _checkable(bot, answer)
