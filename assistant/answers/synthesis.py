@@ -340,6 +340,10 @@ class EvidenceGatherer:
         expanded = self.expand(query)
         facets, strict = self.facets(query)
         aspects, aspects_strict = self.aspects(query)
+        # How the studies were run ("how strong is the evidence?") chooses sentences, not studies:
+        # a study that does not rate its evidence still bears on the question.
+        reported = [a for a in aspects if a not in self.conduct]
+        aspects_strict = aspects_strict and bool(reported)
         asked = asked_phases(expanded)
         animals_asked = about_animals(expanded)
         candidates = [
@@ -357,7 +361,7 @@ class EvidenceGatherer:
             for s in candidates
             if self.relevant(s, asked, patient, most_coverage)
             and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
-            and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in aspects))
+            and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported))
         ]
         named = studies_named(query, self.catalog.authors())  # "Searle et al. (2015)": always kept
         kept.extend(s for s in candidates if s.doc_id in named and s not in kept)
@@ -389,7 +393,7 @@ class EvidenceGatherer:
             def preference(s: Study, facet: str = facet) -> tuple[Any, ...]:
                 other_phase = bool(asked) and s.meta.get("lbp_phase") not in asked
                 # "Does yoga cause side effects?": the yoga studies that report harms first
-                silent = aspects_strict and not any(s.doc_id in self.catalog.reporting(a) for a in aspects)
+                silent = aspects_strict and not any(s.doc_id in self.catalog.reporting(a) for a in reported)
                 if strict:
                     return (silent, other_phase, not self.catalog.titled(s.doc_id, facet), -s.relevance)
                 return (silent, not self.catalog.titled(s.doc_id, facet), s.level, other_phase, -s.relevance)
