@@ -246,3 +246,11 @@ def test_a_question_on_effect_size_is_answered_with_the_estimates_first(bot) -> 
     first = answer.answer.split("Size of the effect:\n", 1)[1].split("\n\n", 1)[0]
     assert "95% CI" in first and "meta-regressions then related" not in answer.answer
     _checkable(bot, answer)
+
+
+def test_the_quality_of_the_evidence_keeps_the_reviews_that_do_not_rate_it(bot) -> None:  # type: ignore[no-untyped-def]
+    """The certainty statements lead, but the core reviews that state none still answer."""
+    answer = bot.ask("What is the quality of the evidence on exercise for chronic low back pain?")
+    assert {20, 23} <= {c.n for c in answer.citations}
+    assert _headings(answer)[0] == "Quality of the evidence:"
+    _checkable(bot, answer)
