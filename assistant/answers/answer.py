@@ -49,7 +49,7 @@ from assistant.answers.questions import (
     TREATMENTS_FILE,
     about_animals,
     designs_asked,
-    load_conduct,
+    load_evidence_aspects,
     load_outcomes,
     load_populations,
     load_treatments,
@@ -118,7 +118,7 @@ class Answerer:
         self._thresholds = THRESHOLDS[self.index.encoder_path is not None]
         self.treatments = load_treatments(self._corpus_file(TREATMENTS_FILE))
         self.populations = load_populations(self._corpus_file(POPULATIONS_FILE))
-        conduct = load_conduct(self._corpus_file(OUTCOMES_FILE))
+        evidence_aspects = load_evidence_aspects(self._corpus_file(OUTCOMES_FILE))
         self.gatherer = EvidenceGatherer(
             self.index,
             self.retriever.encoder.encode_query,
@@ -126,10 +126,10 @@ class Answerer:
             self.retriever.expand,
             self.treatments,
             load_outcomes(self._corpus_file(OUTCOMES_FILE)),
-            [label for label, _ in conduct],
+            [label for label, _ in evidence_aspects],
         )
         self.clinician = ClinicianComposer(
-            self.gatherer.facets, self.retriever.expand, self.treatments.all, self._doc_meta, conduct
+            self.gatherer.facets, self.retriever.expand, self.treatments.all, self._doc_meta, evidence_aspects
         )
         self.patient = PatientComposer(
             self.index, self.retriever.expand, self._doc_meta, self._corpus_file(GLOSSARY_FILE)

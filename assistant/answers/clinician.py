@@ -44,8 +44,8 @@ class ClinicianComposer:
         expand: the retriever's lay-term expansion (the phases and comparisons a part asks about).
         treatments: the treatment vocabulary (to group the findings by treatment).
         doc_meta: document id -> metadata (for the notes).
-        conduct: the aspects of how a study was run ("lost to follow-up"): the sentences on
-            one the question asks about come first, under its name.
+        evidence_aspects: what a question may ask about the evidence ("lost to follow-up", "how
+            strong is the evidence"): the sentences on one it asks about come first, under its name.
     """
 
     def __init__(
@@ -54,10 +54,10 @@ class ClinicianComposer:
         expand: Callable[[str], str],
         treatments: Vocabulary,
         doc_meta: Mapping[str, Mapping[str, Any]],
-        conduct: Vocabulary = (),
+        evidence_aspects: Vocabulary = (),
     ) -> None:
         self.facets = facets
-        self.conduct = conduct
+        self.evidence_aspects = evidence_aspects
         self.expand = expand
         self.treatments = treatments
         self.doc_meta = doc_meta
@@ -83,8 +83,8 @@ class ClinicianComposer:
             if len(human) >= 2:
                 facets, _ = self.facets(part)
                 compared = facets if asks_comparison(self.expand(part)) else ()
-                named = treatments_in(outcome_words(self.expand(part)), self.conduct)
-                asked = tuple((label, p) for label, p in self.conduct if label in named)
+                named = treatments_in(outcome_words(self.expand(part)), self.evidence_aspects)
+                asked = tuple((label, p) for label, p in self.evidence_aspects if label in named)
                 for heading, items in group_findings(pairs, self.treatments, compared, asked):
                     lines = [draft.quote(f) for _, f in items]
                     draft.paragraphs.append(f"{heading}{suffix}:\n" + "\n".join(lines))

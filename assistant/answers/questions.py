@@ -80,16 +80,17 @@ def load_treatments(path: str) -> Treatments:
 
 
 def load_outcomes(path: str) -> Vocabulary:
-    """The outcomes and aspects of ``outcomes.json``, those of how a study was run
-    (``study_conduct``) last (see :func:`load_vocabulary`)."""
-    outcomes, conduct = load_vocabulary(path, "outcomes", "study_conduct")
-    return outcomes + conduct
+    """The outcomes and aspects of ``outcomes.json``, the aspects of the evidence
+    (``evidence_aspects``) last (see :func:`load_vocabulary`)."""
+    outcomes, aspects = load_vocabulary(path, "outcomes", "evidence_aspects")
+    return outcomes + aspects
 
 
-def load_conduct(path: str) -> Vocabulary:
-    """The aspects of how a study was run of ``outcomes.json`` (follow-up and dropout): the
-    records report them in method sentences (see :func:`load_vocabulary`)."""
-    return load_vocabulary(path, "study_conduct")[0]
+def load_evidence_aspects(path: str) -> Vocabulary:
+    """What a question may ask about the evidence rather than an outcome (``evidence_aspects``
+    of ``outcomes.json``: dropout, certainty, size of the effect): they
+    choose the sentences that lead an answer, not its studies (see :func:`load_vocabulary`)."""
+    return load_vocabulary(path, "evidence_aspects")[0]
 
 
 POPULATIONS_FILE = "populations.json"

@@ -79,7 +79,7 @@ RESULT_BONUS = 0.10
 FACET_BONUS = 0.05
 ASKED_BONUS = 0.05
 # A sentence on how the study was run that the question asks about ("lost to follow-up") is its answer.
-CONDUCT_BONUS = 0.30
+LEAD_BONUS = 0.30
 # A sentence that opens with a pronoun leans on the one before it; quoted alone it is unclear.
 DANGLING = re.compile(r"^(it|its|they|their|them|this|these|those|such|he|she)\b", re.IGNORECASE)
 DANGLING_PENALTY = 0.10
@@ -98,9 +98,10 @@ class EvidenceGatherer:
         expand: the retriever's lay-term expansion (the question as searched).
         treatments: the treatment vocabulary (:mod:`assistant.answers.questions`).
         outcomes: the outcome vocabulary (safety, work, cost...; :mod:`assistant.answers.questions`).
-        conduct: the labels of ``outcomes`` that are about how a study was run (follow-up and
-            dropout): the records report them in method sentences, quotable when the question
-            names them.
+        evidence_aspects: the labels of ``outcomes`` that a question asks about the evidence
+            rather than an outcome (dropout, certainty, size of the effect):
+            they choose the sentences that lead, not the studies; method sentences giving a
+            figure on one are quotable when the question names it.
     """
 
     def __init__(
@@ -111,7 +112,7 @@ class EvidenceGatherer:
         expand: Callable[[str], str] = str,
         treatments: Treatments | None = None,
         outcomes: Vocabulary = (),
-        conduct: Collection[str] = (),
+        evidence_aspects: Collection[str] = (),
     ):
         self.index = index
         self.encode = encode
@@ -119,7 +120,7 @@ class EvidenceGatherer:
         self.expand = expand
         self.treatments = treatments or Treatments()
         self.outcomes = outcomes
-        self.conduct = frozenset(conduct)
+        self.evidence_aspects = frozenset(evidence_aspects)
         self.catalog = Catalog(index, doc_meta, self.treatments, outcomes)
 
     def _vectors(self, rows: Sequence[int]) -> np.ndarray:
@@ -181,7 +182,7 @@ class EvidenceGatherer:
             score += FACET_BONUS if on_facet else 0.0
             score += ASKED_BONUS if s.direction in wanted else 0.0
             score -= DANGLING_PENALTY if DANGLING.match(rec["text"]) else 0.0
-            score += CONDUCT_BONUS if named and set(named) & self.catalog.labels_of(s.row) else 0.0
+            score += LEAD_BONUS if named and set(named) & self.catalog.labels_of(s.row) else 0.0
             out.append(
                 Finding(
                     s.row,
@@ -268,7 +269,7 @@ class EvidenceGatherer:
                 facets=tuple(f for f in facets if f in about.get(doc_id, ())),
                 coverage=covered(doc_id),
             )
-            named_aspects = tuple(a for a in aspects if a in self.conduct) if named else ()
+            named_aspects = tuple(a for a in aspects if a in self.evidence_aspects) if named else ()
             study.findings = self._findings(doc_id, q, "clinician", asked, (*facets, *aspects), expanded, named_aspects)
             study.plain = self._findings(doc_id, q, "patient", asked, (*facets, *aspects), expanded, named_aspects)
             out.append(study)
@@ -342,7 +343,7 @@ class EvidenceGatherer:
         aspects, aspects_strict = self.aspects(query)
         # How the studies were run ("how strong is the evidence?") chooses sentences, not studies:
         # a study that does not rate its evidence still bears on the question.
-        reported = [a for a in aspects if a not in self.conduct]
+        reported = [a for a in aspects if a not in self.evidence_aspects]
         aspects_strict = aspects_strict and bool(reported)
         asked = asked_phases(expanded)
         animals_asked = about_animals(expanded)
@@ -412,7 +413,7 @@ class EvidenceGatherer:
         # question; for how studies were run ("how certain is the evidence for yoga?"), the
         # studies of the treatments the question names are those to report it.
         for aspect in aspects:
-            if aspect in self.conduct and facets:
+            if aspect in self.evidence_aspects and facets:
                 continue
             reporting = [
                 s

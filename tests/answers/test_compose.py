@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from assistant.answers.compose import GENERAL_GROUP, bottom_line, cite_refs, evidence_rows, group_findings
-from assistant.answers.questions import load_conduct, load_treatments
+from assistant.answers.questions import load_evidence_aspects, load_treatments
 from assistant.answers.selection import same_numbers, select_findings
 from assistant.answers.studies import Finding, Study
 from assistant.documents.corpus import load_corpus
@@ -243,16 +243,16 @@ def test_group_findings_by_direction_when_fewer_than_two_treatments_named() -> N
     assert group_findings([]) == []
 
 
-def test_group_findings_puts_the_asked_conduct_aspect_first() -> None:
+def test_group_findings_puts_the_asked_aspects_aspect_first() -> None:
     """ "How many dropped out?": the sentences on follow-up lead, under the aspect's name."""
     lost = pair(8, "Randomized controlled trial", "finding", "About 30% were lost to follow-up.", 0.2)
     kept = pair(9, "Randomized controlled trial", "finding", "Follow-up was high: 95% provided 12-month data.", 0.1)
-    conduct = load_conduct(str(OUTCOMES))
-    assert headings(group_findings([YOGA, lost, EXERCISE, kept], (), (), conduct)) == [
+    aspects = load_evidence_aspects(str(OUTCOMES))
+    assert headings(group_findings([YOGA, lost, EXERCISE, kept], (), (), aspects)) == [
         ("Follow-up and dropout", ["ref-8", "ref-9"]),
         ("Benefit", ["ref-2", "ref-1"]),
     ]
-    assert headings(group_findings([lost], (), (), conduct)) == [("Follow-up and dropout", ["ref-8"])]
+    assert headings(group_findings([lost], (), (), aspects)) == [("Follow-up and dropout", ["ref-8"])]
 
 
 @pytest.mark.parametrize(

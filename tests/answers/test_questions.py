@@ -15,7 +15,7 @@ from assistant.answers.questions import (
     asks_which_type,
     designs_asked,
     given_as_example,
-    load_conduct,
+    load_evidence_aspects,
     load_outcomes,
     load_treatments,
     names_topic,
@@ -317,7 +317,7 @@ OUTCOMES = Path(__file__).resolve().parents[2] / "corpus" / "outcomes.json"
         ("What improvement should be expected in chronic LBP?", ()),
         ("What can I expect from a group class?", ()),
         ("Does exercise cut recurrences in recurrent LBP?", ("Recurrence",)),
-        # how the studies were run (study_conduct)
+        # aspects of the evidence (evidence_aspects)
         ("How many patients dropped out of the trials?", ("Follow-up and dropout",)),
         ("Were many lost to follow-up?", ("Follow-up and dropout",)),
         ("Is there a 12-month follow-up?", ()),
@@ -339,9 +339,12 @@ def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
     assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 19
     assert {"Endogenous opioids", "Serotonin", "Adenosine", "NMDA receptors"} <= set(labels)
     # how a study was run: asked about like an outcome, listed last, and on its own
-    conduct = ["Follow-up and dropout", "Quality of the evidence", "Size of the effect"]
-    assert labels[-3:] == conduct and [label for label, _ in load_conduct(str(OUTCOMES))] == conduct
-    assert load_outcomes(str(tmp_path / "missing.json")) == () and load_conduct(str(tmp_path / "missing.json")) == ()
+    aspects = ["Follow-up and dropout", "Quality of the evidence", "Size of the effect"]
+    assert labels[-3:] == aspects and [label for label, _ in load_evidence_aspects(str(OUTCOMES))] == aspects
+    assert (
+        load_outcomes(str(tmp_path / "missing.json")) == ()
+        and load_evidence_aspects(str(tmp_path / "missing.json")) == ()
+    )
 
 
 def test_split_question_drops_repeats_and_keeps_at_most_four_parts() -> None:
