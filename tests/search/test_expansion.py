@@ -80,3 +80,18 @@ def test_an_abbreviation_is_neither_a_gap_nor_out_of_scope(bot) -> None:  # type
     assert {24, 51} & {c.n for c in ltpa.citations}
     rmdq = bot.ask("Is RMDQ improved by MCE in CLBP?")
     assert not rmdq.abstained and rmdq.citations
+
+
+@pytest.mark.parametrize(
+    ("question", "comparator"),
+    [
+        ("Is a hot water bottle any use for my back?", "Superficial heat"),
+        ("Should I see a chiropractor for my back pain?", "Spinal manipulation and manual therapy"),
+    ],
+)
+def test_everyday_names_of_comparators_reach_their_evidence(bot, question: str, comparator: str) -> None:  # type: ignore[no-untyped-def]
+    """The lay vocabulary maps everyday names to the records' terms, so the question is about the
+    comparator (and the guideline review [21] that rates it answers it)."""
+    facets, strict = bot.answerer.gatherer.facets(question)
+    assert comparator in facets and not strict
+    assert 21 in {c.n for c in bot.ask(question, mode="patient").citations}
