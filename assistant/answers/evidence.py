@@ -72,7 +72,13 @@ _FRAMING = re.compile(
     r"assessed|compared|investigated|describe[sd]?|searched|included|pooled|followed|estimated|tested|combined|"
     r"gathered|recruited|enrolled|is the journal republication)\b|"
     r"^(participants|patients|people|adults|rats|mice|animals)( [\w-]+){0,3} (received|were (given|offered|"
-    r"assigned|randomi[sz]ed|allocated|grouped))\b|\b(was|were) grouped as\b",
+    r"assigned|randomi[sz]ed|allocated|grouped))\b|\b(was|were) grouped as\b|"
+    # a long subject before what it set out to do: "This pragmatic, multicentre randomized
+    # controlled trial in the United Kingdom, with 12 months of follow-up, tested whether ..."
+    r"^(this|the|in this)\b(?:(?!\b(found|show\w*|report\w*|conclude\w*)\b)[^.;]){0,100}"
+    r"\b(review|study|trial|meta-analysis|analysis)\b(?:(?!\b(found|show\w*|report\w*|conclude\w*)\b)[^.;]){0,80}"
+    r"\b(tested|asked|examined|investigated|evaluated|assessed|explored|set out to (test|assess|determine)) "
+    r"(whether|if|how)\b",
     re.IGNORECASE,
 )
 # Background and method statements that never report a result.
