@@ -76,9 +76,9 @@ _FRAMING = re.compile(
     # a long subject before what it set out to do: "This pragmatic, multicentre randomized
     # controlled trial in the United Kingdom, with 12 months of follow-up, tested whether ..."
     r"^(this|the|in this)\b(?:(?!\b(found|show\w*|report\w*|conclude\w*)\b)[^.;]){0,100}"
-    r"\b(review|study|trial|meta-analysis|analysis)\b(?:(?!\b(found|show\w*|report\w*|conclude\w*)\b)[^.;]){0,80}"
-    r"\b(tested|asked|examined|investigated|evaluated|assessed|explored|set out to (test|assess|determine)) "
-    r"(whether|if|how)\b",
+    r"\b(review|study|trial|meta-analysis|analysis)\b(?:(?!\b(found|show\w*|report\w*|conclude\w*)\b)[^.;]){0,120}"
+    r"\b((tested|asked|examined|investigated|evaluated|assessed|explored) (whether|if|how)|compared|"
+    r"set out to|aimed to|sought to|was designed to|commissioned)\b",
     re.IGNORECASE,
 )
 # Background and method statements that never report a result.
@@ -86,7 +86,7 @@ _BACKGROUND = re.compile(
     r"\b(is one of the most common|has long been debated|is often recommended|are a very popular)\b|"
     r"^(the )?title (shows|indicates|claims)\b|^going by its title\b|"
     r"\b(the )?(title|abstract|citation|record) (does|did) not (state|report|give|say|describe|name)\b|"
-    r"\bnot summari[sz]ed in this corpus\b|\brestates the citation\b|"
+    r"\bnot summari[sz]ed in this corpus\b|\brestates the citation\b|\bcommissioned (this|the|an?)\b|"
     r"\b(similar at baseline|lost to follow-up|follow-up was (high|low|complete)|retention was|data were available|"
     r"PEDro|risk of bias was|(facts|data) come from (two |several )?published summar|met (the )?inclusion criteria|"
     r"were included;|secondary outcomes were|primary outcomes? (was|were)|main outcomes? (was|were)|to be included|"
@@ -106,7 +106,10 @@ _METHOD = re.compile(
     r"assessments? took place|follow-up (lasted|visits?|was obtained)|(supplied|provided) (\d+-month )?data|"
     r"(outcomes?|measures?)( [\w-]+){0,3} (were|was) (measured|assessed|recorded|reassessed|rated)|"
     r"(were|was) (measured|recorded|reassessed) (at|before|after)|grouped by|pooling was done|served as|"
-    r"(were|was) put on)\b",
+    r"(were|was) put on|(were|was) (examined|analy[sz]ed|stained|quantified) (for|with|by|using)|"
+    r"(they|the authors|the investigators) included|(involved|enrolled) \d+ (patients|participants|people|adults)|"
+    r"(were|was) induced|followed a protocol|(also )?covered|"
+    r"\d+ (people|patients|participants|adults|women|men)\b[^.;]{0,80}\b(did|received|attended|were given))\b",
     re.IGNORECASE,
 )
 

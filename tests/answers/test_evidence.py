@@ -138,6 +138,16 @@ def test_sentence_phases(text: str, expected: tuple[str, ...]) -> None:
         # a long subject before what the study set out to do
         "This pragmatic, multicentre randomized controlled trial in the United Kingdom, with 12 months of "
         "follow-up, tested whether physiotherapy works better when stabilization exercises are added.",
+        "This randomized comparative trial by researchers at the Back Center of Copenhagen, Denmark, with an "
+        "8-month follow-up, compared the McKenzie treatment with intensive strengthening.",
+        "The American Pain Society commissioned this evidence review to support a joint guideline.",
+        # how the study was run: what was measured, who took part, what the groups did
+        "The RVM was examined for mu-opioid receptor (MOR) with immunohistochemistry.",
+        "They included English-language systematic reviews and randomized trials that reported pain.",
+        "The trial involved 132 patients treated at two rehabilitation centres.",
+        "In this small study, 22 people did either Pilates or regular back exercises twice a week for 8 weeks.",
+        "In this rat study, disc degeneration was induced by injecting adjuvant into the disc.",
+        "The review also covered yoga and a range of physical modalities.",
     ],
 )
 def test_framing_and_method_sentences(text: str) -> None:
@@ -156,6 +166,8 @@ def test_framing_and_method_sentences(text: str) -> None:
         "Both groups improved, and pain fell more with yoga.",
         "The trial found that exercise helped, and tested whether it lasted.",
         "The review showed that exercise works better than rest whether or not pain was chronic.",
+        "The exercise group did better than the control group.",
+        "40 patients who received exercise improved more than controls.",
     ],
 )
 def test_result_sentences_are_not_framing(text: str) -> None:
