@@ -114,9 +114,17 @@ _METHOD = re.compile(
 )
 
 _PHASES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("acute", re.compile(r"\b(?<!sub-)(?<!post-)acute\b|\bless than 4 weeks\b|\bnew(ly)? (episode|onset)\b", re.I)),
+    (
+        "acute",
+        # plain language too: "new, short-term back pain" (not "a new bout": what prevention prevents)
+        re.compile(
+            r"\b(?<!sub-)(?<!post-)acute\b|\bless than 4 weeks\b|\bnew(ly)? (episode|onset)\b|"
+            r"\b(new|recent|short-term|short-lived)(,? (new|recent|short-term))? (low )?back pain\b",
+            re.I,
+        ),
+    ),
     ("subacute", re.compile(r"\bsub-?acute\b|\bpost-acute\b", re.I)),
-    ("chronic", re.compile(r"\bchronic\b|\bcLBP\b|\bpersistent\b|\blong-lasting\b", re.I)),
+    ("chronic", re.compile(r"\bchronic\b|\bcLBP\b|\bpersistent\b|\blong-lasting\b|\blong-term (low )?back pain\b", re.I)),
     ("recurrent", re.compile(r"\brecurren\w*\b", re.I)),
     ("prevention", re.compile(r"\bprevent(s|ed|ing|ion)?\b", re.I)),
 )

@@ -56,6 +56,7 @@ from assistant.answers.selection import MIN_FACET_SIMILARITY, MIN_FINDING_SIMILA
 from assistant.answers.studies import Finding, Study
 from assistant.documents.reprint import parse_citation_markers
 from assistant.search.fusion import aggregate_max, top_k
+from assistant.search.priors import without_duration
 from assistant.types import Hit
 
 # Calibrated on the dev split of datasets/lbp-dev/answers (broad and in-scope questions):
@@ -258,7 +259,8 @@ class EvidenceGatherer:
         if allowed is not None:
             docs = [d for d in docs if d in allowed]
         rank = {d: i for i, (d, _) in enumerate(scores)}
-        covered = self.catalog.coverage(without_designs(expanded))  # the design is no topic word
+        # the design and the duration ("sore for more than a year") are no topic words
+        covered = self.catalog.coverage(without_designs(without_duration(expanded)))
         out = []
         for doc_id in docs:
             study = Study(

@@ -86,6 +86,12 @@ def duration_phase(question: str) -> str | None:
     return "acute" if weeks < 6 else "subacute" if weeks <= 12 else "chronic"
 
 
+def without_duration(question: str) -> str:
+    """``question`` without the durations it gives ("sore for more than a year"): they say which
+    LBP phase is asked about (:func:`duration_phase`), not what the question is about."""
+    return _DURATION.sub(" ", question)
+
+
 def query_phases(text: str) -> frozenset[str]:
     """The LBP phases a question names, e.g. ``{"acute"}`` for "... acute low back pain onset",
     or gives as a duration ("for about two months": :func:`duration_phase`)."""

@@ -104,6 +104,11 @@ def test_improved_but_not_significantly_is_no_difference() -> None:
         ("Chronic and acute pain", ("acute", "chronic")),
         ("Subacute and chronic LBP", ("subacute", "chronic")),
         ("Exercise is good for back pain.", ()),
+        # plain language: the pain is new or long-term; a time point or a new bout is not a phase
+        ("For new, short-term back pain, exercise worked about as well as other care.", ("acute",)),
+        ("For long-term back pain, exercise helps.", ("chronic",)),
+        ("Short-term pain relief was seen.", ()),
+        ("Exercise with education lowered the chance of a new bout of back pain.", ()),
     ],
 )
 def test_sentence_phases(text: str, expected: tuple[str, ...]) -> None:

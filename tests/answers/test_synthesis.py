@@ -254,3 +254,14 @@ def test_the_quality_of_the_evidence_keeps_the_reviews_that_do_not_rate_it(bot) 
     assert {20, 23} <= {c.n for c in answer.citations}
     assert _headings(answer)[0] == "Quality of the evidence:"
     _checkable(bot, answer)
+
+
+def test_a_duration_is_no_topic_word(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Sore for more than a year" asks about chronic LBP: "year" must not decide which studies
+    cover the question (the recurrence and cohort studies that say "year"), so a core review of
+    exercise for chronic LBP answers it, and no sentence about new back pain is quoted."""
+    answer = bot.ask(
+        "My lower back has been sore for more than a year. Will exercise actually help me?", mode="patient"
+    )
+    assert {c.n for c in answer.citations} & {20, 23, 24}
+    assert "new, short-term back pain" not in answer.answer

@@ -70,3 +70,12 @@ def test_priors_off_restores_plain_fusion(bot) -> None:  # type: ignore[no-untyp
     hits = plain.search("walking for chronic back pain", k=5)
     assert all("prior" not in h.components for h in hits)
     assert 0.0 <= hits[-1].score <= hits[0].score <= 1.0
+
+
+def test_without_duration() -> None:
+    """A duration says which phase is asked about, not what the question is about."""
+    from assistant.search.priors import without_duration
+
+    text = without_duration("My lower back has been sore for more than a year. Will exercise help?")
+    assert "year" not in text and "Will exercise help?" in text
+    assert without_duration("Does the benefit last at 12 months?") == "Does the benefit last at 12 months?"
