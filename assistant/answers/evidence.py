@@ -124,7 +124,10 @@ _PHASES: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("subacute", re.compile(r"\bsub-?acute\b|\bpost-acute\b", re.I)),
-    ("chronic", re.compile(r"\bchronic\b|\bcLBP\b|\bpersistent\b|\blong-lasting\b|\blong-term (low )?back pain\b", re.I)),
+    (
+        "chronic",
+        re.compile(r"\bchronic\b|\bcLBP\b|\bpersistent\b|\blong-lasting\b|\blong-term (low )?back pain\b", re.I),
+    ),
     ("recurrent", re.compile(r"\brecurren\w*\b", re.I)),
     ("prevention", re.compile(r"\bprevent(s|ed|ing|ion)?\b", re.I)),
 )

@@ -363,7 +363,9 @@ class EvidenceGatherer:
             s
             for s in candidates
             if self.relevant(s, asked, patient, most_coverage)
-            and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
+            # a named treatment keeps the answer to the studies that mention it, and to the best
+            # document ("staying active in my spare time" is activity, not advice to stay active)
+            and (not strict or self.catalog.mentions(s.doc_id) & set(facets) or s.rank == 0)
             and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported))
         ]
         named = studies_named(query, self.catalog.authors())  # "Searle et al. (2015)": always kept

@@ -265,3 +265,15 @@ def test_a_duration_is_no_topic_word(bot) -> None:  # type: ignore[no-untyped-de
     )
     assert {c.n for c in answer.citations} & {20, 23, 24}
     assert "new, short-term back pain" not in answer.answer
+
+
+def test_prevention_in_everyday_words(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Stop me from getting back pain in the first place" is prevention, and the best document
+    stays although the question's "staying active" names the advice comparator: the two
+    prevention reviews answer it."""
+    answer = bot.ask(
+        "Will staying active in my spare time, like walking or playing sport, stop me from getting back pain "
+        "in the first place?",
+        mode="patient",
+    )
+    assert {50, 51} <= {c.n for c in answer.citations}
