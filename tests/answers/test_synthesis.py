@@ -277,3 +277,13 @@ def test_prevention_in_everyday_words(bot) -> None:  # type: ignore[no-untyped-d
         mode="patient",
     )
     assert {50, 51} <= {c.n for c in answer.citations}
+
+
+def test_a_rare_phase_brings_the_studies_of_its_population(bot) -> None:  # type: ignore[no-untyped-def]
+    """Few studies were done in recurrent LBP: asked about pain that keeps coming back, the
+    trials in that population answer, though their plain sentences do not echo the question."""
+    answer = bot.ask(
+        "My lower back pain keeps coming back every few months. Can exercise stop it from coming back?", mode="patient"
+    )
+    cited = {c.n for c in answer.citations}
+    assert 18 in cited and cited & {39, 40, 42}
