@@ -370,7 +370,8 @@ class EvidenceGatherer:
             # a named treatment keeps the answer to the studies that mention it, and to the best
             # document ("staying active in my spare time" is activity, not advice to stay active)
             and (not strict or self.catalog.mentions(s.doc_id) & set(facets) or s.rank == 0)
-            and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported))
+            # and a named outcome to the studies that report it, and to the best document
+            and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported) or s.rank == 0)
         ]
         named = studies_named(query, self.catalog.authors())  # "Searle et al. (2015)": always kept
         kept.extend(s for s in candidates if s.doc_id in named and s not in kept)

@@ -324,6 +324,8 @@ OUTCOMES = Path(__file__).resolve().parents[2] / "corpus" / "outcomes.json"
         ("How strong is the evidence for yoga?", ("Quality of the evidence",)),
         ("What is the certainty of the evidence?", ("Quality of the evidence",)),
         ("Does exercise improve quality of life?", ("Quality of life",)),
+        ("Does exercise change patients' global rating of improvement?", ("Global improvement and satisfaction",)),
+        ("Are patients satisfied with exercise programmes?", ("Global improvement and satisfaction",)),
         ("How large is the effect of exercise on pain?", ("Size of the effect",)),
         ("By how many Roland-Morris points does disability fall?", ("Size of the effect",)),
         ("How much exercise is needed?", ()),
@@ -336,7 +338,7 @@ def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -
 
 def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
     labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
-    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 19
+    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 20
     assert {"Endogenous opioids", "Serotonin", "Adenosine", "NMDA receptors"} <= set(labels)
     # how a study was run: asked about like an outcome, listed last, and on its own
     aspects = ["Follow-up and dropout", "Quality of the evidence", "Size of the effect"]
