@@ -108,7 +108,10 @@ def treatments_in(text: str, vocabulary: Vocabulary) -> tuple[str, ...]:
 
 
 _EXAMPLE = re.compile(
-    r"\b(like|such as|e\.g\.?|for example|for instance|including|say)\W*(\w+\W+){0,3}$", re.IGNORECASE
+    r"\b(like|such as|e\.g\.?|for example|for instance|including|say)[^\w.?!;]*(\w+[^\w.?!;]+){0,3}$|"
+    # a list after "such as": "such as first-line care, advice only, back school, strengthening and ..."
+    r"\b(such as|e\.g\.?|for example|for instance|including)[ ,]+([\w-]+[ ,]+){0,12}$",
+    re.IGNORECASE,
 )
 
 

@@ -346,6 +346,11 @@ class EvidenceGatherer:
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
+        # "How does McKenzie compare with other options, such as advice or back school?": the
+        # treatments given as examples do not restrict the answer, and bring only the studies
+        # of the others (McKenzie versus back school)
+        patterns = dict(self.treatments.all)
+        required = {f for f in facets if not given_as_example(query, patterns[f])} if strict else set(facets)
         aspects, aspects_strict = self.aspects(query)
         # How the studies were run ("how strong is the evidence?") chooses sentences, not studies:
         # a study that does not rate its evidence still bears on the question.
@@ -369,7 +374,7 @@ class EvidenceGatherer:
             if self.relevant(s, asked, patient, most_coverage)
             # a named treatment keeps the answer to the studies that mention it, and to the best
             # document ("staying active in my spare time" is activity, not advice to stay active)
-            and (not strict or self.catalog.mentions(s.doc_id) & set(facets) or s.rank == 0)
+            and (not strict or self.catalog.mentions(s.doc_id) & required or s.rank == 0)
             # and a named outcome to the studies that report it, and to the best document
             and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported) or s.rank == 0)
         ]
@@ -396,6 +401,7 @@ class EvidenceGatherer:
                     and facet in self.catalog.labels_of(f.row)
                     for f in (*s.findings, *s.plain)
                 )
+                and (facet in required or self.catalog.mentions(s.doc_id) & required)
             ]
             if not animals_asked and (not strict or any(not s.animal for s in about)):
                 about = [s for s in about if not s.animal]  # a treatment named: animals when nothing else

@@ -364,6 +364,12 @@ def test_split_question_drops_repeats_and_keeps_at_most_four_parts() -> None:
         ("Is walking good for chronic back pain?", False),
         ("Walking or yoga: which helps more, for example after a flare?", False),
         ("Is walking, like swimming, a good choice? Or is walking too gentle?", False),  # one mention is the subject
+        # a list after "such as": every item is an example
+        (
+            "How does McKenzie compare with other options, such as advice only, back school, strengthening and walking?",
+            True,
+        ),
+        ("Do other programmes such as yoga help? Walking is what I do.", False),
     ],
 )
 def test_treatments_given_as_examples(question: str, expected: bool) -> None:

@@ -287,3 +287,17 @@ def test_a_rare_phase_brings_the_studies_of_its_population(bot) -> None:  # type
     )
     cited = {c.n for c in answer.citations}
     assert 18 in cited and cited & {39, 40, 42}
+
+
+def test_comparators_given_as_examples_bring_only_their_comparisons(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "How does McKenzie compare with other options, such as advice, back school, strengthening
+    or stabilisation?" is about McKenzie: each comparator brings the McKenzie trial against it
+    (advice [34], back school [35], strengthening [36], stabilisation [37]), not the studies of
+    the comparator alone (bed rest or stay-active advice [22])."""
+    answer = bot.ask(
+        "How does the McKenzie method compare with other options for low back pain, such as advice only, "
+        "back school, strengthening and stabilization exercise?"
+    )
+    cited = {c.n for c in answer.citations}
+    assert {34, 35, 36, 37} <= cited and 22 not in cited
+    assert all("McKenzie method" in bot.answerer.gatherer.catalog.mentions(f"ref-{n}") for n in cited)
