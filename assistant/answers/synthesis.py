@@ -79,7 +79,8 @@ SECTION_BONUS = {"key_findings": 0.16, "conclusion": 0.05}
 RESULT_BONUS = 0.10
 FACET_BONUS = 0.05
 ASKED_BONUS = 0.05
-# A sentence on how the study was run that the question asks about ("lost to follow-up") is its answer.
+# A sentence on an aspect of the evidence the question asks about ("lost to follow-up", "moderate-
+# quality evidence", "SMD -0.32") leads its study's findings.
 LEAD_BONUS = 0.30
 # A sentence that opens with a pronoun leans on the one before it; quoted alone it is unclear.
 DANGLING = re.compile(r"^(it|its|they|their|them|this|these|those|such|he|she)\b", re.IGNORECASE)
@@ -153,9 +154,9 @@ class EvidenceGatherer:
         named: Sequence[str] = (),
     ) -> list[Finding]:
         """The document's quotable sentences for ``audience``, best first. A method sentence
-        is quotable when it gives a figure on an aspect of how the study was run that the
-        question names (``named``): "how many were lost to follow-up?" is answered by
-        "12-month data were available for 68 of 97"."""
+        is quotable when it gives a figure on an aspect of the evidence that the question
+        names (``named``): "how many were lost to follow-up?" is answered by "12-month data
+        were available for 68 of 97"."""
         infos = [
             s
             for s in self.catalog.sentences_of(doc_id)
@@ -259,6 +260,7 @@ class EvidenceGatherer:
         if allowed is not None:
             docs = [d for d in docs if d in allowed]
         rank = {d: i for i, (d, _) in enumerate(scores)}
+        named_aspects = tuple(a for a in aspects if a in self.evidence_aspects) if named else ()
         # the design and the duration ("sore for more than a year") are no topic words
         covered = self.catalog.coverage(without_designs(without_duration(expanded)))
         out = []
@@ -271,7 +273,6 @@ class EvidenceGatherer:
                 facets=tuple(f for f in facets if f in about.get(doc_id, ())),
                 coverage=covered(doc_id),
             )
-            named_aspects = tuple(a for a in aspects if a in self.evidence_aspects) if named else ()
             study.findings = self._findings(doc_id, q, "clinician", asked, (*facets, *aspects), expanded, named_aspects)
             study.plain = self._findings(doc_id, q, "patient", asked, (*facets, *aspects), expanded, named_aspects)
             out.append(study)
