@@ -301,3 +301,18 @@ def test_comparators_given_as_examples_bring_only_their_comparisons(bot) -> None
     cited = {c.n for c in answer.citations}
     assert {34, 35, 36, 37} <= cited and 22 not in cited
     assert all("McKenzie method" in bot.answerer.gatherer.catalog.mentions(f"ref-{n}") for n in cited)
+
+
+def test_evidence_filters(bot) -> None:  # type: ignore[no-untyped-def]
+    """A design named in the question adds the documents of that design to the user's filters;
+    filters that already choose documents, and questions naming no design, are left alone."""
+    answerer = bot.answerer
+    human = {"species": ["human"]}
+    assert answerer.evidence_filters("Does yoga help?", human) is human
+    trials = answerer.evidence_filters("What do randomised trials show about yoga?", human)
+    assert trials["species"] == ["human"] and "ref-31" in trials["doc_id"] and "ref-32" not in trials["doc_id"]
+    chosen = {"doc_id": ["ref-20"]}
+    assert answerer.evidence_filters("What do the meta-analyses show?", chosen) is chosen
+    # non-randomised evidence: cohort studies and the human studies of no named design
+    cohort = set(answerer.evidence_filters("Which findings rest on non-randomised studies?", None)["doc_id"])
+    assert {"ref-2", "ref-25", "ref-29", "ref-46"} <= cohort and not cohort & {"ref-3", "ref-31"}
