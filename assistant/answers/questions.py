@@ -286,13 +286,14 @@ def names_topic(message: str, treatments: Treatments) -> bool:
 
 
 # Phases that exclude each other: evidence on one does not answer a question on the other.
-# Prevention studies follow people without back pain, so they do not answer treatment questions.
+# Prevention studies follow people without back pain, so they do not answer treatment questions,
+# and studies of people with back pain (of one phase or "mixed") do not answer prevention questions.
 _EXCLUDES = {
     "acute": {"subacute", "chronic", "recurrent", "prevention"},
     "chronic": {"acute", "prevention"},
     "subacute": {"acute", "prevention"},
     "recurrent": {"acute"},
-    "prevention": {"acute", "subacute", "chronic"},
+    "prevention": {"acute", "subacute", "chronic", "mixed"},
 }
 
 

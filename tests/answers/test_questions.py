@@ -141,6 +141,8 @@ def test_asked_phases() -> None:
     # a question on preventing back pain is not answered by studies of people who have it
     assert asked_phases("Does exercise prevent back pain?") == ("prevention",)
     assert phase_conflicts(("prevention",), ("chronic",)) and not phase_conflicts(("prevention",), ("recurrent",))
+    # nor by studies of people with back pain of any duration (a "mixed" population)
+    assert phase_conflicts(("prevention",), ("mixed",)) and not phase_conflicts(("chronic",), ("mixed",))
 
 
 @pytest.mark.parametrize(
