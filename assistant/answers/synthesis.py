@@ -307,7 +307,8 @@ class EvidenceGatherer:
         (:data:`PHASE_MATCH_SHARE` of the bar) and no close result sentence when that phase is
         rare among the studies (fewer than :data:`RARE_PHASE` of them): then the population is
         what tells the few relevant studies apart ("pain that keeps coming back": the trials
-        in recurrent LBP). A question in everyday words scores lower against the
+        in recurrent LBP). A study of a mixed population counts with the phases its results
+        speak of ("In acute LBP, exercise was as effective as ..."). A question in everyday words scores lower against the
         records' wording, so patient answers use :data:`PATIENT_CUT_SHARE` of both bars (their
         word budget, not the cut, bounds how many studies they quote), and their coverage of
         the question's distinctive words counts relative to the best candidate's
@@ -316,7 +317,11 @@ class EvidenceGatherer:
         share = PATIENT_CUT_SHARE if patient else 1.0
         bar = MIN_RELATIVE_SCORE * share
         phase = study.meta.get("lbp_phase")
-        rare = bool(asked) and phase in asked and self.catalog.phase_share(str(phase)) < RARE_PHASE
+        if phase == "mixed":  # a mixed population: the phases its results speak of ("in acute LBP, ...")
+            studied = {p for f in (*study.findings, *study.plain) if f.direction != "finding" for p in f.phases}
+        else:
+            studied = {str(phase)}
+        rare = any(p in studied and self.catalog.phase_share(p) < RARE_PHASE for p in asked)
         if rare:
             bar *= PHASE_MATCH_SHARE
         if study.rank == 0 or study.result_similarity >= MIN_STRONG_SIMILARITY:

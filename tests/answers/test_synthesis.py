@@ -316,3 +316,9 @@ def test_evidence_filters(bot) -> None:  # type: ignore[no-untyped-def]
     # non-randomised evidence: cohort studies and the human studies of no named design
     cohort = set(answerer.evidence_filters("Which findings rest on non-randomised studies?", None)["doc_id"])
     assert {"ref-2", "ref-25", "ref-29", "ref-46"} <= cohort and not cohort & {"ref-3", "ref-31"}
+
+
+def test_a_mixed_population_counts_with_the_phases_its_results_speak_of(bot) -> None:  # type: ignore[no-untyped-def]
+    """Acute LBP is a rare phase: the guideline review [21] of acute and chronic LBP, whose
+    results speak of acute LBP, answers an acute question beside the Cochrane review [20]."""
+    assert {20, 21} <= {c.n for c in bot.ask("Does exercise help acute low back pain?").citations}
