@@ -48,6 +48,7 @@ from assistant.answers.questions import (
     POPULATIONS_FILE,
     TREATMENTS_FILE,
     about_animals,
+    asks_comparison,
     designs_asked,
     load_evidence_aspects,
     load_outcomes,
@@ -55,6 +56,7 @@ from assistant.answers.questions import (
     load_treatments,
     names_topic,
     split_question,
+    treatments_in,
 )
 from assistant.answers.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats
 from assistant.answers.studies import Study
@@ -256,6 +258,7 @@ class Answerer:
             else:  # no study of the design asked about bears on it: the evidence of every design
                 filters = original
         allowed = self.retriever.documents(filters)
+        subject = self.subject(text, query) if turns else ()
         gaps = self.gaps(query)
         parts = split_question(query)
         topical = {h.doc_id for h in hits}  # the documents of the whole question
@@ -270,7 +273,7 @@ class Answerer:
             else:
                 part_query = part if part == anchor else with_topic(part.rstrip("?"), anchor, part)
                 part_hits = self.retriever.search(part_query, k=40, method="hybrid", filters=filters)
-            studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed)
+            studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed, subject)
             if part != anchor:  # another part: only studies that bear on the whole question
                 studies = [s for s in studies if s.doc_id in topical or s.route in TOPICAL_ROUTES]
             if gaps:  # the evidence on the question without what it does not cover, as related
@@ -292,6 +295,16 @@ class Answerer:
         if mode == "patient":
             return self._answer(query, self.patient.compose(query, gathered, gaps), mode, notices)
         return self._answer(query, self.clinician.compose(gathered, gaps), mode, notices)
+
+    def subject(self, message: str, query: str) -> tuple[str, ...]:
+        """The treatments a follow-up compares others with: "How does it compare with
+        strengthening?" after a question on McKenzie therapy compares McKenzie (named by the
+        conversation, not by the message) with strengthening. None when the message compares
+        nothing or names no treatment of its own."""
+        named = treatments_in(message, self.treatments.all)
+        if not named or not asks_comparison(message):
+            return ()
+        return tuple(t for t in treatments_in(query, self.treatments.all) if t not in named)
 
     def evidence_filters(self, query: str, filters: Filters | None) -> Filters | None:
         """``filters`` and, when the question names a study design ("according to the

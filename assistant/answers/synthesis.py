@@ -340,6 +340,7 @@ class EvidenceGatherer:
         exclude_rows: set[int] | None = None,
         patient: bool = False,
         allowed: Collection[str] | None = None,
+        subject: Collection[str] = (),
     ) -> list[Study]:
         """The studies that bear on ``query``, strongest designs first, each with its findings.
 
@@ -349,6 +350,10 @@ class EvidenceGatherer:
             exclude_rows: sentence rows already used elsewhere in the answer (another part).
             patient: the cut of patient answers (see :meth:`relevant`).
             allowed: the documents the search was restricted to (None: all).
+            subject: the treatments a follow-up compares the ones it names with (see
+                :meth:`assistant.answers.answer.Answerer.subject`): like a subject treatment
+                beside examples, they restrict the answer and the others bring only the
+                studies that also mention them.
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
@@ -357,6 +362,8 @@ class EvidenceGatherer:
         # of the others (McKenzie versus back school)
         patterns = dict(self.treatments.all)
         required = {f for f in facets if not given_as_example(query, patterns[f])} if strict else set(facets)
+        if strict and set(subject) & set(facets):  # "How does it compare with strengthening?" (it: McKenzie)
+            required = set(subject) & set(facets)
         aspects, aspects_strict = self.aspects(query)
         # How the studies were run ("how strong is the evidence?") chooses sentences, not studies:
         # a study that does not rate its evidence still bears on the question.

@@ -322,3 +322,16 @@ def test_a_mixed_population_counts_with_the_phases_its_results_speak_of(bot) -> 
     """Acute LBP is a rare phase: the guideline review [21] of acute and chronic LBP, whose
     results speak of acute LBP, answers an acute question beside the Cochrane review [20]."""
     assert {20, 21} <= {c.n for c in bot.ask("Does exercise help acute low back pain?").citations}
+
+
+def test_a_follow_up_compares_the_previous_subject(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "How does it compare with strengthening or stabilisation?" after a question on McKenzie:
+    the trials of McKenzie against each (strengthening [36], stabilisation [37]), not the
+    studies of strengthening or stabilisation alone."""
+    first = "What does the evidence say about McKenzie therapy for low back pain?"
+    history = [{"role": "user", "content": first}, {"role": "assistant", "content": bot.ask(first).answer}]
+    answer = bot.ask("How does it compare with strengthening or stabilisation exercise programmes?", history=history)
+    cited = {c.n for c in answer.citations}
+    assert {36, 37} <= cited
+    assert all("McKenzie method" in bot.answerer.gatherer.catalog.mentions(f"ref-{n}") for n in cited)
+    assert bot.answerer.subject("And Pilates?", "And Pilates? yoga chronic low back pain") == ()
