@@ -1,6 +1,7 @@
 """Choose the sentences an answer quotes from its studies, without near-repeats.
 
 From each kept study, its best findings (clinician and plain), at most :data:`PER_STUDY`
+(one more when the answer has :data:`FEW_STUDIES` studies or fewer)
 and only close to the study's best (a result in another direction than those taken, within
 a wider margin: "no difference in acute LBP" after "benefit in chronic LBP"). A sentence that nearly repeats one already taken from
 another study is merged into it when both say the same thing, so the claim cites both, and
@@ -27,6 +28,7 @@ MIN_FACET_SIMILARITY = 0.20
 SENTENCE_MARGIN = 0.15
 CONTRAST_MARGIN = 0.20
 PER_STUDY = 3
+FEW_STUDIES = 3
 MAX_FINDINGS = 16
 NEAR_DUPLICATE = 0.88
 SAME_STUDY_DUPLICATE = 0.70
@@ -79,7 +81,8 @@ def select_findings(
         chosen: dict[int, list[Finding]] = {id(s): [] for s in ordered}
         taken: list[Finding] = []
         vectors: list[np.ndarray] = []
-        for _ in range(PER_STUDY):
+        # an answer from few studies has room for one more sentence of each
+        for _ in range(PER_STUDY + (1 if len(ordered) <= FEW_STUDIES else 0)):
             for study in ordered:
                 pool, mine = pools[id(study)], chosen[id(study)]
                 top = pool[0].score if pool else 0.0
