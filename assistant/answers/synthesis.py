@@ -304,11 +304,12 @@ class EvidenceGatherer:
         background sentence) pass.
 
         A study of the LBP phase the question names needs a lower fused score
-        (:data:`PHASE_MATCH_SHARE` of the bar) and no close result sentence when that phase is
-        rare among the studies (fewer than :data:`RARE_PHASE` of them): then the population is
-        what tells the few relevant studies apart ("pain that keeps coming back": the trials
-        in recurrent LBP). A study of a mixed population counts with the phases its results
-        speak of ("In acute LBP, exercise was as effective as ..."). A question in everyday words scores lower against the
+        (:data:`PHASE_MATCH_SHARE` of the bar), and neither a close result sentence nor the
+        question's distinctive words, when that phase is rare among the studies (fewer than
+        :data:`RARE_PHASE` of them): then the population is what tells the few relevant
+        studies apart ("pain that keeps coming back": the trials in recurrent LBP). A study
+        of a mixed population counts with the phases its results speak of ("In acute LBP,
+        exercise was as effective as ..."). A question in everyday words scores lower against the
         records' wording, so patient answers use :data:`PATIENT_CUT_SHARE` of both bars (their
         word budget, not the cut, bounds how many studies they quote), and their coverage of
         the question's distinctive words counts relative to the best candidate's
@@ -326,11 +327,11 @@ class EvidenceGatherer:
             bar *= PHASE_MATCH_SHARE
         if study.rank == 0 or study.result_similarity >= MIN_STRONG_SIMILARITY:
             return True
+        if rare:  # its population answers the question whether or not its words echo the question's
+            return study.relative_score >= bar
         coverage = study.coverage / most_coverage if patient and most_coverage > 0 else study.coverage
         if coverage < (PATIENT_COVERAGE if patient else MIN_COVERAGE):
             return False
-        if rare:  # its population answers the question whether or not its sentences echo the wording
-            return study.relative_score >= bar
         return study.relative_score >= bar and study.result_similarity >= MIN_FINDING_SIMILARITY * share
 
     def gather(
