@@ -454,7 +454,12 @@ class EvidenceGatherer:
                 )
                 and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
             ]
-            for s in sorted(reporting, key=lambda s: -s.relevance)[:ASPECT_DOCS]:
+
+            # those of the phase asked about first (a mixed population includes it)
+            def other_phase(s: Study) -> bool:
+                return bool(asked) and s.meta.get("lbp_phase") not in (*asked, "mixed")
+
+            for s in sorted(reporting, key=lambda s: (other_phase(s), -s.relevance))[:ASPECT_DOCS]:
                 s.route = s.route or "outcome"
                 picked.append(s)
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
