@@ -419,6 +419,8 @@ class EvidenceGatherer:
             ]
             if not animals_asked and (not strict or any(not s.animal for s in about)):
                 about = [s for s in about if not s.animal]  # a treatment named: animals when nothing else
+            elif animals_asked and not strict:  # "which exercise relieved pain in the rat studies?"
+                about = [s for s in about if s.animal]
 
             def preference(s: Study, facet: str = facet) -> tuple[Any, ...]:
                 other_phase = bool(asked) and s.meta.get("lbp_phase") not in asked

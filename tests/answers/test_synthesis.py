@@ -335,3 +335,15 @@ def test_a_follow_up_compares_the_previous_subject(bot) -> None:  # type: ignore
     assert {36, 37} <= cited
     assert all("McKenzie method" in bot.answerer.gatherer.catalog.mentions(f"ref-{n}") for n in cited)
     assert bot.answerer.subject("And Pilates?", "And Pilates? yoga chronic low back pain") == ()
+
+
+def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Which protocols relieved pain in the rat studies?" is answered from the animal studies
+    (not the human trials of each exercise type), quoting the protocols (a method sentence with
+    figures), and nothing on pain intensity is taken for a protocol."""
+    answer = bot.ask(
+        "Which exercise protocols, with what daily duration and weeks of training, relieved pain in the rat studies?"
+    )
+    cited = {c.n for c in answer.citations}
+    assert len(cited) >= 2 and all(bot.answerer._meta(f"ref-{n}").get("design_group") == "animal" for n in cited)
+    assert "18 m/min for 55 minutes a day" in answer.answer
