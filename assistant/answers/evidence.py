@@ -108,7 +108,7 @@ _METHOD = re.compile(
     r"(were|was) (measured|recorded|reassessed) (at|before|after)|grouped by|pooling was done|served as|"
     r"(were|was) put on|(were|was) (examined|analy[sz]ed|stained|quantified) (for|with|by|using)|"
     r"(they|the authors|the investigators) included|(involved|enrolled) \d+ (patients|participants|people|adults)|"
-    r"(were|was) induced|followed a protocol|(also )?covered|"
+    r"(were|was) induced|followed a protocol|(also )?covered|(had|did|received|got) either|"
     r"\d+ (people|patients|participants|adults|women|men)\b[^.;]{0,80}\b(did|received|attended|were given))\b",
     re.IGNORECASE,
 )

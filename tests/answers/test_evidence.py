@@ -153,6 +153,7 @@ def test_sentence_phases(text: str, expected: tuple[str, ...]) -> None:
         "In this small study, 22 people did either Pilates or regular back exercises twice a week for 8 weeks.",
         "In this rat study, disc degeneration was induced by injecting adjuvant into the disc.",
         "The review also covered yoga and a range of physical modalities.",
+        "Adults with long-lasting back pain had either an intensive 5-week programme or one-on-one physiotherapy.",
     ],
 )
 def test_framing_and_method_sentences(text: str) -> None:
