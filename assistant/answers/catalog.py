@@ -82,6 +82,7 @@ class Catalog:
         self._labels: dict[int, frozenset[str]] = {}
         self._asking: set[str] | None = None
         self._phase_shares: dict[str, float] | None = None
+        self._designs: dict[tuple[str, ...], list[str]] = {}
 
     def sentences_of(self, doc_id: str) -> list[_SentenceInfo]:
         """The labelled sentences of a document (computed once per document)."""
@@ -151,13 +152,16 @@ class Catalog:
         """The documents of the design groups a question asks about (``designs_asked``), in
         index order. Non-randomised evidence ("cohort") takes the human studies of no named
         design too (``study_type`` "other": service evaluations, case series)."""
-        out = []
-        for doc_id, meta in self.doc_meta.items():
-            group = meta.get("design_group")
-            unnamed = str(meta.get("study_type") or "").lower() == "other" and meta.get("species") == "human"
-            if group in groups or ("cohort" in groups and unnamed):
-                out.append(doc_id)
-        return out
+        key = tuple(sorted(groups))
+        if key not in self._designs:
+            out = []
+            for doc_id, meta in self.doc_meta.items():
+                group = meta.get("design_group")
+                unnamed = str(meta.get("study_type") or "").lower() == "other" and meta.get("species") == "human"
+                if group in groups or ("cohort" in groups and unnamed):
+                    out.append(doc_id)
+            self._designs[key] = out
+        return list(self._designs[key])
 
     def titled(self, doc_id: str, facet: str) -> bool:
         """Whether the document's title names ``facet`` (the study is specifically about it)."""
