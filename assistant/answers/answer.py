@@ -65,7 +65,7 @@ from assistant.config import Settings
 from assistant.documents.chunking import split_sentences
 from assistant.search.bm25 import bm25_tokenize, word_tokens
 from assistant.search.expansion import spelled_out
-from assistant.search.retrieval import Filters, Retriever
+from assistant.search.retrieval import Filters, Retriever, filter_key
 from assistant.types import Answer, Citation, Hit, Turn
 
 MODES = ("clinician", "patient")
@@ -251,7 +251,7 @@ class Answerer:
             return self._abstain(mode, query, notices, cov.intent, no_match=not hits and bool(filters))
 
         filters = self.evidence_filters(query, filters)
-        if filters is not None and self.retriever.mask(filters) is not None and filters != original:
+        if filters is not original:  # a design named: the studies of that design
             design_hits = self.retriever.search(query, k=40, method="hybrid", filters=filters)
             if design_hits:
                 hits = design_hits
@@ -311,7 +311,7 @@ class Answerer:
         meta-analyses", "what do randomised trials show", "non-randomised studies") and the
         filters choose no documents already, the documents of that design."""
         designs = designs_asked(query)
-        if not designs or (filters and any(str(k).strip().lower() in ("doc_id", "doc", "id") for k in filters)):
+        if not designs or (filters and any(filter_key(k) == "doc_id" for k in filters)):
             return filters
         docs = self.gatherer.catalog.of_designs(designs)
         return {**(filters or {}), "doc_id": docs} if docs else filters

@@ -59,6 +59,12 @@ FILTER_ALIASES = {
 Filters = Mapping[str, str | Sequence[str]]
 
 
+def filter_key(key: object) -> str:
+    """The metadata key a filter key stands for: stripped, lower-cased, aliases resolved."""
+    name = str(key).strip().lower()
+    return FILTER_ALIASES.get(name, name)
+
+
 def parse_filters(items: Iterable[str]) -> dict[str, list[str]]:
     """``["species=human", "phase=acute,chronic"]`` -> ``{"species": ["human"], "lbp_phase": [...]}``.
 
@@ -74,8 +80,7 @@ def parse_filters(items: Iterable[str]) -> dict[str, list[str]]:
         values = [v.strip() for v in value.split(",") if v.strip()]
         if not sep or not key.strip() or not values:
             raise ValueError(f"filter {item!r} is not key=value (e.g. species=human, study_type=Cochrane review)")
-        key = FILTER_ALIASES.get(key.strip().lower(), key.strip().lower())
-        out.setdefault(key, []).extend(values)
+        out.setdefault(filter_key(key), []).extend(values)
     return out
 
 
@@ -191,7 +196,7 @@ class Retriever:
                 raise ValueError(f"filter key {raw_key!r} is not a string")
             if isinstance(raw_values, Mapping):
                 raise ValueError(f"filter {raw_key!r} has an object as its value; give a string or a list")
-            key = FILTER_ALIASES.get(raw_key.strip().lower(), raw_key.strip().lower())
+            key = filter_key(raw_key)
             single = isinstance(raw_values, str) or not isinstance(raw_values, Iterable)
             values = [raw_values] if single else list(raw_values)
             wanted = {_norm(v) for v in values}
