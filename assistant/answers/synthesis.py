@@ -382,6 +382,7 @@ class EvidenceGatherer:
             # the studies, and the question's other words are often about the evidence, not a topic
             for s in candidates:
                 s.coverage = s.coverage / most_coverage if most_coverage > 0 else 1.0
+            most_coverage = 1.0  # already relative: a patient answer must not divide again
         kept = [
             s
             for s in candidates
