@@ -49,6 +49,7 @@ from assistant.answers.questions import (
     TREATMENTS_FILE,
     about_animals,
     asks_comparison,
+    compared_subject,
     designs_asked,
     load_evidence_aspects,
     load_outcomes,
@@ -300,9 +301,12 @@ class Answerer:
         """The treatments a follow-up compares others with: "How does it compare with
         strengthening?" after a question on McKenzie therapy compares McKenzie (named by the
         conversation, not by the message) with strengthening. None when the message compares
-        nothing or names no treatment of its own."""
+        nothing, names no treatment, or names its own subject before what it compares it with
+        ("And what about aerobic work, compared with strengthening?")."""
         named = treatments_in(message, self.treatments.all)
         if not named or not asks_comparison(message):
+            return ()
+        if compared_subject(message, self.treatments):  # "And aerobic work, compared with strengthening?"
             return ()
         return tuple(t for t in treatments_in(query, self.treatments.all) if t not in named)
 

@@ -12,7 +12,7 @@ and the answerer asks it what a question names that no study covers.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 from assistant.answers.directives import is_instruction
 from assistant.answers.evidence import is_framing, sentence_direction, sentence_phases
 from assistant.answers.gaps import QUESTION_WORDS
-from assistant.answers.questions import Treatments, Vocabulary, treatments_in
+from assistant.answers.questions import Treatments, Vocabulary, outcome_words, treatments_in
 from assistant.search.bm25 import word_tokens
 
 AUXILIARIES = (
@@ -190,11 +190,14 @@ class Catalog:
         return self._reports[outcome]
 
     def labels_of(self, row: int) -> frozenset[str]:
-        """The treatments and outcomes sentence ``row`` names (computed once per sentence)."""
+        """The treatments and outcomes sentence ``row`` names (computed once per sentence); its
+        outcomes as a question's are found (:func:`~assistant.answers.questions.outcome_words`)."""
         labels = self._labels.get(row)
         if labels is None:
             text = self.index.sentences[row]["text"]
-            labels = frozenset(treatments_in(text, (*self.treatments.all, *self.outcomes)))
+            # "patients with recurrent back pain" names a population, not the outcome recurrence
+            outcomes = treatments_in(outcome_words(text), self.outcomes)
+            labels = frozenset((*treatments_in(text, self.treatments.all), *outcomes))
             self._labels[row] = labels
         return labels
 
@@ -204,7 +207,7 @@ class Catalog:
             self._term_docs = self.index.term_documents() if hasattr(self.index, "term_documents") else {}
         return self._term_docs
 
-    def coverage(self, question: str) -> Callable[[str], float]:
+    def coverage(self, question: str, within: Collection[str] | None = None) -> Callable[[str], float]:
         """doc id -> the share of the question's distinctive words the document contains, each
         word weighted by its inverse document frequency. Distinctive: in at most
         :data:`DISTINCTIVE_SHARE` of the documents ("adherence", "dose", not "exercise")."""
@@ -216,7 +219,7 @@ class Catalog:
             self._asking = set(word_tokens(" ".join(sorted(QUESTION_WORDS)))) | set(word_tokens(AUXILIARIES))
         for token in set(word_tokens(question)) - self._asking:
             docs = term_docs.get(token)
-            if docs and len(docs) <= DISTINCTIVE_SHARE * n_docs:
+            if docs and len(docs) <= DISTINCTIVE_SHARE * n_docs and (within is None or docs & set(within)):
                 weights[token] = float(np.log(n_docs / len(docs)))
         total = sum(weights.values())
         if not total:

@@ -123,6 +123,24 @@ def given_as_example(question: str, pattern: re.Pattern[str]) -> bool:
     return bool(mentions) and all(_EXAMPLE.search(question[: m.start()]) for m in mentions)
 
 
+_GENERAL_EXERCISE = re.compile(
+    r"\b(exercis\w*|physical activity|physiotherapy programm?e?s?|training)\b", re.IGNORECASE
+)
+
+
+def exercise_versus(question: str, treatments: Treatments) -> bool:
+    """True when ``question`` weighs exercise in general against the comparators it names,
+    and names no exercise type: "Is exercise worth prescribing in acute LBP, or is advice to
+    stay active enough?". The studies of exercise in general answer it as well as those of
+    the comparators."""
+    if treatments_in(question, treatments.exercise) or not treatments_in(question, treatments.comparators):
+        return False
+    rest = question
+    for _, pattern in treatments.comparators:
+        rest = pattern.sub(" ", rest)
+    return bool(_GENERAL_EXERCISE.search(rest))
+
+
 _YEAR = r"\(?(?P<year>(?:19|20)\d\d)\)?"
 
 
@@ -208,6 +226,19 @@ _WHICH_TYPE = re.compile(
 def asks_comparison(question: str) -> bool:
     """True when the question compares treatments or asks which type works best."""
     return bool(_COMPARISON.search(question))
+
+
+_COMPARED_WITH = re.compile(
+    r"\b(compar\w*|versus|vs\.?|than|over|against|instead of|beats?|outperforms?)\b", re.IGNORECASE
+)
+
+
+def compared_subject(message: str, treatments: Treatments) -> tuple[str, ...]:
+    """The treatments ``message`` names before what it compares them with: aerobic exercise
+    in "And what about aerobic work, compared with strengthening?"; none in "How does it
+    compare with strengthening?", which takes its subject from the conversation."""
+    compared = _COMPARED_WITH.search(message)
+    return treatments_in(message[: compared.start()], treatments.all) if compared else ()
 
 
 def asks_which_type(question: str) -> bool:

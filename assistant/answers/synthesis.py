@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from assistant.answers.catalog import QUOTABLE_SECTIONS_EXCLUDED, Catalog
+from assistant.answers.evidence import sentence_phases
 from assistant.answers.questions import (
     Treatments,
     Vocabulary,
@@ -44,7 +45,9 @@ from assistant.answers.questions import (
     asked_directions,
     asked_phases,
     asks_which_type,
+    compared_subject,
     designs_asked,
+    exercise_versus,
     given_as_example,
     outcome_words,
     phase_conflicts,
@@ -62,6 +65,8 @@ from assistant.types import Hit
 # Calibrated on the dev split of datasets/lbp-dev/answers (broad and in-scope questions):
 # ``python -m assistant eval-answers --calibrate-evidence`` prints the candidates' features.
 CANDIDATE_DOCS = 12
+# Coverage counts the question's distinctive words that one of the best COVERAGE_DOCS documents uses.
+COVERAGE_DOCS = 8
 MAX_STUDIES = 8
 MIN_RELATIVE_SCORE = 0.45
 PHASE_MATCH_SHARE = 0.85
@@ -261,8 +266,11 @@ class EvidenceGatherer:
             docs = [d for d in docs if d in allowed]
         rank = {d: i for i, (d, _) in enumerate(scores)}
         named_aspects = tuple(a for a in aspects if a in self.evidence_aspects) if named else ()
-        # the design and the duration ("sore for more than a year") are no topic words
-        covered = self.catalog.coverage(without_designs(without_duration(expanded)))
+        # the design and the duration ("sore for more than a year") are no topic words, nor a
+        # word that none of the best documents uses: it cannot tell them apart
+        covered = self.catalog.coverage(
+            without_designs(without_duration(expanded)), [d for d, _ in scores[:COVERAGE_DOCS]]
+        )
         out = []
         for doc_id in docs:
             study = Study(
@@ -365,6 +373,13 @@ class EvidenceGatherer:
         required = {f for f in facets if not given_as_example(query, patterns[f])} if strict else set(facets)
         if strict and set(subject) & set(facets):  # "How does it compare with strengthening?" (it: McKenzie)
             required = set(subject) & set(facets)
+        elif strict and set() < (own := set(compared_subject(query, self.treatments)) & required) < required:
+            # "Does adding CBT to exercise beat advice?": the treatments named before what they
+            # are compared with are the subject; the others bring only the studies of the subject
+            required = own
+        # "Is exercise worth it in acute LBP, or is advice to stay active enough?": the studies
+        # of exercise in general answer it too, whether or not they mention advice
+        general = exercise_versus(query, self.treatments)
         aspects, aspects_strict = self.aspects(query)
         # How the studies were run ("how strong is the evidence?") chooses sentences, not studies:
         # a study that does not rate its evidence still bears on the question.
@@ -375,7 +390,7 @@ class EvidenceGatherer:
         candidates = [
             s
             for s in self.candidates(query, hits, allowed)
-            if not phase_conflicts(asked, [str(s.meta.get("lbp_phase") or "")]) and (s.findings or s.plain)
+            if not population_conflicts(asked, s.meta) and (s.findings or s.plain)
         ]
         most_coverage = max((s.coverage for s in candidates), default=0.0)
         if designs_asked(expanded):  # "which findings rest on non-randomised studies?": the design chose
@@ -389,7 +404,7 @@ class EvidenceGatherer:
             if self.relevant(s, asked, patient, most_coverage)
             # a named treatment keeps the answer to the studies that mention it, and to the best
             # document ("staying active in my spare time" is activity, not advice to stay active)
-            and (not strict or self.catalog.mentions(s.doc_id) & required or s.rank == 0)
+            and (not strict or general or self.catalog.mentions(s.doc_id) & required or s.rank == 0)
             # and a named outcome to the studies that report it, and to the best document
             and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported) or s.rank == 0)
         ]
@@ -451,6 +466,9 @@ class EvidenceGatherer:
                 s
                 for s in candidates
                 if s.animal == animals_asked
+                # a study that tested nothing (a burden-of-disease overview: no interventions in its
+                # record) reports no outcome of a treatment; a record without the field may have
+                and s.meta.get("interventions") != []
                 and any(
                     f.similarity >= MIN_FACET_SIMILARITY and aspect in self.catalog.labels_of(f.row)
                     for f in (*s.findings, *s.plain)
@@ -483,6 +501,17 @@ class EvidenceGatherer:
         kept = [s for s in kept if s.findings or s.plain or s.doc_id in merged]
         kept.sort(key=lambda s: (s.level, -s.relevance))
         return kept
+
+
+def population_conflicts(asked: Sequence[str], meta: Mapping[str, Any]) -> bool:
+    """Whether a study's population excludes every LBP phase asked about: by its
+    ``lbp_phase``, or, for a mixed population, by the phases its population names ("LBP
+    lasting more than 6 weeks (subacute and chronic)" does not answer an acute question)."""
+    phase = str(meta.get("lbp_phase") or "")
+    if phase_conflicts(asked, [phase]):
+        return True
+    named = sentence_phases(str(meta.get("population") or "")) if phase == "mixed" else ()
+    return phase_conflicts(asked, named)
 
 
 def _route(study: Study, named: Sequence[str]) -> str:

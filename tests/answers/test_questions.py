@@ -13,7 +13,9 @@ from assistant.answers.questions import (
     asked_phases,
     asks_comparison,
     asks_which_type,
+    compared_subject,
     designs_asked,
+    exercise_versus,
     given_as_example,
     load_evidence_aspects,
     load_outcomes,
@@ -425,3 +427,35 @@ def test_designs_asked(question: str, expected: tuple[str, ...]) -> None:
     assert designs_asked(question) == expected
     if expected:  # the design words choose the studies; they are not words of the topic
         assert designs_asked(without_designs(question)) == ()
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Is exercise better than advice to stay active in acute low back pain?", True),
+        ("Should I prescribe exercise for acute LBP, or is bed rest enough?", True),
+        ("How does physical activity compare with massage?", True),
+        ("Does massage help back pain?", False),  # no exercise named
+        ("Is Pilates better than massage?", False),  # an exercise type: its own studies answer
+        ("Is exercise good for chronic low back pain?", False),  # no comparator
+    ],
+)
+def test_exercise_versus(question: str, expected: bool) -> None:
+    assert exercise_versus(question, load_treatments(str(TREATMENTS))) is expected
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("And what about walking, compared with strengthening?", ("Walking",)),
+        (
+            "Does cognitive behavioural therapy combined with exercise beat advice alone?",
+            ("Cognitive behavioural therapy",),
+        ),
+        ("Is Pilates better than yoga?", ("Pilates",)),
+        ("How does it compare with strengthening?", ()),  # the subject is the conversation's
+        ("Does yoga help?", ()),  # nothing compared
+    ],
+)
+def test_compared_subject(message: str, expected: tuple[str, ...]) -> None:
+    assert compared_subject(message, load_treatments(str(TREATMENTS))) == expected

@@ -337,6 +337,52 @@ def test_a_follow_up_compares_the_previous_subject(bot) -> None:  # type: ignore
     assert bot.answerer.subject("And Pilates?", "And Pilates? yoga chronic low back pain") == ()
 
 
+def test_a_follow_up_with_its_own_subject(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "And what about walking, compared with strengthening?" after a question on McKenzie
+    names its own subject: the walking review [27] answers, not only McKenzie trials."""
+    first = "What does the evidence say about McKenzie therapy for low back pain?"
+    history = [{"role": "user", "content": first}, {"role": "assistant", "content": bot.ask(first).answer}]
+    message = "And what about walking, compared with strengthening?"
+    assert bot.answerer.subject(message, f"{message} McKenzie therapy low back pain") == ()
+    assert 27 in {c.n for c in bot.ask(message, history=history).citations}
+
+
+def test_exercise_in_general_against_a_comparator(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Is exercise better than advice to stay active in acute LBP?" weighs exercise in general
+    against advice: the Cochrane review of exercise [20] answers though it never mentions
+    advice, beside the review of advice and bed rest [22]; the review of functional restoration
+    for LBP lasting more than 6 weeks [48] (a mixed population of subacute and chronic LBP)
+    does not answer an acute question."""
+    cited = {c.n for c in bot.ask("Is exercise better than advice to stay active in acute low back pain?").citations}
+    assert {20, 22} <= cited and 48 not in cited
+
+
+def test_the_subject_of_a_comparison_chooses_the_comparators_studies(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Does CBT combined with exercise beat advice alone?" is about CBT with exercise: advice
+    brings the studies of it against advice [48], not the review of advice in acute LBP [22]."""
+    answer = bot.ask("Does cognitive behavioural therapy combined with exercise beat advice alone?")
+    cited = {c.n for c in answer.citations}
+    assert 48 in cited and 22 not in cited
+
+
+def test_outcomes_come_from_studies_of_a_treatment(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Is it risky?" asks about harms: the review of exercise safety [3] answers, not the
+    burden-of-disease overview [1] whose "hip fracture does the most harm" names harm."""
+    cited = {c.n for c in bot.ask("Is it risky to exercise when my back is bad?", mode="patient").citations}
+    assert 3 in cited and 1 not in cited
+    catalog = bot.answerer.gatherer.catalog
+    # a population is not an outcome: "for recurrent nonspecific back pain" reports no recurrence
+    conclusion = [s.row for s in catalog.sentences_of("ref-40") if s.section == "conclusion"]
+    assert conclusion and all("Recurrence" not in catalog.labels_of(row) for row in conclusion)
+
+
+def test_coverage_counts_the_words_of_the_best_documents(bot) -> None:  # type: ignore[no-untyped-def]
+    """A question word that none of the best documents uses cannot tell them apart."""
+    catalog = bot.answerer.gatherer.catalog
+    question = "Does McKenzie therapy help, and is it prescribed enough?"
+    assert catalog.coverage(question)("ref-34") < catalog.coverage(question, ["ref-34", "ref-35"])("ref-34") == 1.0
+
+
 def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
     """ "Which protocols relieved pain in the rat studies?" is answered from the animal studies
     (not the human trials of each exercise type), quoting the protocols (a method sentence with

@@ -95,3 +95,18 @@ def test_everyday_names_of_comparators_reach_their_evidence(bot, question: str, 
     facets, strict = bot.answerer.gatherer.facets(question)
     assert comparator in facets and not strict
     assert 21 in {c.n for c in bot.ask(question, mode="patient").citations}
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Isn't it risky to lift weights with a bad back?",
+        "Am I doing damage if it hurts during my exercises?",
+        "Will exercise wear out my spine?",
+    ],
+)
+def test_everyday_words_for_harm_ask_about_safety(bot, question: str) -> None:  # type: ignore[no-untyped-def]
+    """ "Risky", "doing damage", "wear out" are a patient's words for harm: the question asks
+    about safety, whatever the records call it."""
+    aspects, strict = bot.answerer.gatherer.aspects(question)
+    assert "Harms and safety" in aspects and not strict
