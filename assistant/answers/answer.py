@@ -94,6 +94,7 @@ OOS_REASON = {
 RED_FLAG_SCOPE_CLINICIAN = "The exercise evidence indexed here concerns nonspecific low back pain; it does not apply until serious causes are excluded."
 RED_FLAG_SCOPE_PATIENT = "Exercise advice is for common back pain. Get checked first."
 MAX_JUDGED_SENTENCES = 4
+EVIDENCE_HITS = 40  # passages searched for the evidence of a question (or part)
 
 
 TOPICAL_ROUTES = ("treatment", "named")
@@ -245,7 +246,7 @@ class Answerer:
             return Answer(body, (), False, True, mode, text, tuple(notices), tuple(f.flag for f in flags))
 
         query = standalone_query(text, turns, self._encode, self._needs_context, self._thresholds.substitution)
-        hits = self.retriever.search(query, k=40, method="hybrid", filters=filters)
+        hits = self.retriever.search(query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
         original = filters
         cov = self.coverage(query, hits)
         if not cov.in_scope or not hits:
@@ -253,7 +254,7 @@ class Answerer:
 
         filters = self.evidence_filters(query, filters)
         if filters is not original:  # a design named: the studies of that design
-            design_hits = self.retriever.search(query, k=40, method="hybrid", filters=filters)
+            design_hits = self.retriever.search(query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
             if design_hits:
                 hits = design_hits
             else:  # no study of the design asked about bears on it: the evidence of every design
@@ -273,14 +274,14 @@ class Answerer:
                 part_query, part_hits = query, hits
             else:
                 part_query = part if part == anchor else with_topic(part.rstrip("?"), anchor, part)
-                part_hits = self.retriever.search(part_query, k=40, method="hybrid", filters=filters)
+                part_hits = self.retriever.search(part_query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
             studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed, subject)
             if part != anchor:  # another part: only studies that bear on the whole question
                 studies = [s for s in studies if s.doc_id in topical or s.route in TOPICAL_ROUTES]
             if gaps:  # the evidence on the question without what it does not cover, as related
                 broader = related_question(part_query, gaps)
                 if broader.strip(" ?") and broader != part_query:
-                    more = self.retriever.search(broader, k=40, method="hybrid", filters=filters)
+                    more = self.retriever.search(broader, k=EVIDENCE_HITS, method="hybrid", filters=filters)
                     animal_gap = any(g.kind == "animal" for g in gaps)
                     related_studies = self.gatherer.gather(broader, more, used, mode == "patient", allowed)
                     studies = merge_studies(studies, related_studies, animal_first=animal_gap)
