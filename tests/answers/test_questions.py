@@ -332,7 +332,7 @@ OUTCOMES = Path(__file__).resolve().parents[2] / "corpus" / "outcomes.json"
         ("Are patients satisfied with exercise programmes?", ("Global improvement and satisfaction",)),
         ("How large is the effect of exercise on pain?", ("Size of the effect",)),
         ("By how many Roland-Morris points does disability fall?", ("Size of the effect",)),
-        ("How much exercise is needed?", ()),
+        ("How much exercise is needed?", ("Exercise dose and frequency",)),
         ("What exercise protocols relieved pain in rats?", ("Exercise protocol",)),
         ("Did pain intensity fall?", ()),
         ("Do patients' expectations of pain change with exercise?", ("Beliefs and expectations",)),
@@ -344,7 +344,7 @@ def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -
 
 def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
     labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
-    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 21
+    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 22
     assert {"Endogenous opioids", "Serotonin", "Adenosine", "NMDA receptors"} <= set(labels)
     # how a study was run: asked about like an outcome, listed last, and on its own
     aspects = ["Follow-up and dropout", "Quality of the evidence", "Size of the effect", "Exercise protocol"]

@@ -383,6 +383,15 @@ def test_coverage_counts_the_words_of_the_best_documents(bot) -> None:  # type: 
     assert catalog.coverage(question)("ref-34") < catalog.coverage(question, ["ref-34", "ref-35"])("ref-34") == 1.0
 
 
+def test_exercise_dose_is_an_outcome_the_studies_report(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Are three sessions a week better than two?" asks about the dose of exercise: the trial of
+    two against three sessions a week [46] and the meta-regression that found dose the only
+    trial feature linked to the effect [24] answer it."""
+    question = "Are three physiotherapy sessions a week better than two?"
+    assert bot.answerer.gatherer.aspects(question) == (("Exercise dose and frequency",), True)
+    assert {24, 46} <= {c.n for c in bot.ask(question).citations}
+
+
 def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
     """ "Which protocols relieved pain in the rat studies?" is answered from the animal studies
     (not the human trials of each exercise type), quoting the protocols (a method sentence with
