@@ -87,6 +87,11 @@ ASKED_BONUS = 0.05
 # A sentence on an aspect of the evidence the question asks about ("lost to follow-up", "moderate-
 # quality evidence", "SMD -0.32") leads its study's findings.
 LEAD_BONUS = 0.30
+# What a question asks about the evidence as a whole (an ``evidence_aspects`` label of
+# outcomes.json): every study of the topic bears on how certain the evidence is, whereas dropout,
+# effect sizes and protocols are figures that single studies report (and, asked about alone,
+# choose the studies that report them).
+BODY_OF_EVIDENCE_ASPECTS = frozenset({"Quality of the evidence"})
 # A sentence that opens with a pronoun leans on the one before it; quoted alone it is unclear.
 DANGLING = re.compile(r"^(it|its|they|their|them|this|these|those|such|he|she)\b", re.IGNORECASE)
 DANGLING_PENALTY = 0.10
@@ -384,6 +389,10 @@ class EvidenceGatherer:
         # How the studies were run ("how strong is the evidence?") chooses sentences, not studies:
         # a study that does not rate its evidence still bears on the question.
         reported = [a for a in aspects if a not in self.evidence_aspects]
+        if aspects_strict and not reported and not facets and not BODY_OF_EVIDENCE_ASPECTS & set(aspects):
+            # ... unless the question is about nothing else ("What dropout rates do LBP exercise
+            # trials report?"): then the studies that report it answer
+            reported = list(aspects)
         aspects_strict = aspects_strict and bool(reported)
         asked = asked_phases(expanded)
         animals_asked = about_animals(expanded)

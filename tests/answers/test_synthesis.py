@@ -392,6 +392,15 @@ def test_exercise_dose_is_an_outcome_the_studies_report(bot) -> None:  # type: i
     assert {24, 46} <= {c.n for c in bot.ask(question).citations}
 
 
+def test_a_question_only_about_the_evidence_is_answered_by_the_studies_that_report_it(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "What dropout rates do LBP exercise trials report?" names no treatment: the studies that
+    report dropout answer it, not the reviews of exercise that say nothing of it."""
+    answer = bot.ask("What dropout rates are reported in LBP exercise trials?")
+    reporting = bot.answerer.gatherer.catalog.reporting("Follow-up and dropout")
+    cited = {f"ref-{c.n}" for c in answer.citations}
+    assert len(cited) >= 3 and sum(d not in reporting for d in cited) <= 1  # the best document may stay
+
+
 def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
     """ "Which protocols relieved pain in the rat studies?" is answered from the animal studies
     (not the human trials of each exercise type), quoting the protocols (a method sentence with
