@@ -153,6 +153,10 @@ class EvidenceGatherer:
             FIGURE.search(self.index.sentences[row]["text"])
         )
 
+    def _reports_result(self, finding: Finding) -> bool:
+        """Whether ``finding`` reports a result: a direction, or a sentence of the key findings."""
+        return finding.direction != "finding" or self.index.sentences[finding.row].get("section") == "key_findings"
+
     def _findings(
         self,
         doc_id: str,
@@ -479,7 +483,12 @@ class EvidenceGatherer:
                 # record) reports no outcome of a treatment; a record without the field may have
                 and s.meta.get("interventions") != []
                 and any(
-                    f.similarity >= MIN_FACET_SIMILARITY and aspect in self.catalog.labels_of(f.row)
+                    f.similarity >= MIN_FACET_SIMILARITY
+                    and aspect in self.catalog.labels_of(f.row)
+                    # for clinicians, in a sentence that reports a result on it (a direction, or
+                    # one of the record's key findings), not one that mentions it (plain
+                    # summaries state results in fewer words of direction)
+                    and (patient or aspect in self.evidence_aspects or self._reports_result(f))
                     for f in (*s.findings, *s.plain)
                 )
                 and (not strict or self.catalog.mentions(s.doc_id) & set(facets))
