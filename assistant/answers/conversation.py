@@ -270,6 +270,9 @@ SUBSTITUTE_SIMILARITY = 0.25
 (the base model's scale; an adapted model passes its own, :mod:`assistant.answers.scope`)."""
 
 
+_NEGATIONS = frozenset({"no", "without", "non", "not"})
+
+
 def rewrite_follow_up(
     message: str, previous_query: str, encode: Encode, min_similarity: float = SUBSTITUTE_SIMILARITY
 ) -> str:
@@ -296,7 +299,13 @@ def rewrite_follow_up(
     if _PRONOUNS.search(new_phrase):
         return with_topic(_PRONOUNS.sub(" ", new_phrase), previous_query, new_phrase)
     shared = set(content_words(previous_query))
-    novel = [w for w in new_phrase.split() if w.lower().strip(",.?!") not in shared]
+    # a word the previous query has stays after a negation: "no exercise" is not "exercise"
+    tokens = new_phrase.split()
+    novel = [
+        w
+        for j, w in enumerate(tokens)
+        if w.lower().strip(",.?!") not in shared or (j and tokens[j - 1].lower() in _NEGATIONS)
+    ]
     novel_content = [w for w in novel if w.lower().strip(",.?!") not in _STOPWORDS]
     if not novel_content:
         return previous_query

@@ -389,6 +389,9 @@ class EvidenceGatherer:
         # "Is exercise worth it in acute LBP, or is advice to stay active enough?": the studies
         # of exercise in general answer it too, whether or not they mention advice
         general = exercise_versus(query, self.treatments)
+        # "How does it compare with no exercise?" (it: stabilisation): the studies of the subject
+        # against what the follow-up names
+        compared = set(facets) - set(subject) if strict and set(subject) & set(facets) else set()
         aspects, aspects_strict = self.aspects(query)
         # How the studies were run ("how strong is the evidence?") chooses sentences, not studies:
         # a study that does not rate its evidence still bears on the question.
@@ -418,6 +421,7 @@ class EvidenceGatherer:
             # a named treatment keeps the answer to the studies that mention it, and to the best
             # document ("staying active in my spare time" is activity, not advice to stay active)
             and (not strict or general or self.catalog.mentions(s.doc_id) & required or s.rank == 0)
+            and (not compared or self.catalog.mentions(s.doc_id) & compared or s.rank == 0)
             # and a named outcome to the studies that report it, and to the best document
             and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported) or s.rank == 0)
         ]
@@ -445,6 +449,7 @@ class EvidenceGatherer:
                     for f in (*s.findings, *s.plain)
                 )
                 and (facet in required or self.catalog.mentions(s.doc_id) & required)
+                and (not compared or self.catalog.mentions(s.doc_id) & compared)
             ]
             if not animals_asked and (not strict or any(not s.animal for s in about)):
                 about = [s for s in about if not s.animal]  # a treatment named: animals when nothing else

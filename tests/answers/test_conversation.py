@@ -53,6 +53,9 @@ def test_rewrites(encode) -> None:  # type: ignore[no-untyped-def]
     standalone = "Is walking good for chronic back pain?"
     assert rewrite_follow_up(standalone, "Is yoga effective for chronic back pain?", encode) == standalone
     assert rewrite_follow_up("And Pilates?", "", encode) == "And Pilates?"
+    # a word of the previous question stays after a negation: "no exercise" is not "exercise"
+    negated = rewrite_follow_up("What about compared with no exercise at all?", "Is core exercise superior?", encode)
+    assert "no exercise" in negated
 
 
 def test_chain_of_follow_ups(encode) -> None:  # type: ignore[no-untyped-def]

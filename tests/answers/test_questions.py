@@ -241,7 +241,7 @@ def test_asked_directions(question: str, expected: tuple[str, ...]) -> None:
 def test_load_treatments_real_file() -> None:
     treatments = load_treatments(str(TREATMENTS))
     assert len(treatments.exercise) == 14
-    assert len(treatments.comparators) == 9
+    assert len(treatments.comparators) == 10
     assert treatments.exercise[0][0] == "McKenzie method"
     assert treatments.comparators[0][0] == "Spinal manipulation and manual therapy"
     assert treatments.all == treatments.exercise + treatments.comparators

@@ -414,6 +414,17 @@ def test_an_outcome_brings_the_studies_that_report_a_result_on_it(bot) -> None: 
     assert {18, 50} <= cited and 48 not in cited
 
 
+def test_a_follow_up_compares_its_subject_with_no_treatment(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "And compared with no exercise?" after a question on core stability: the studies of
+    stabilisation against no exercise or a control (the CORE trial [38], the reviews [23][41]),
+    not the trials of stabilisation against other exercise (McKenzie [37], general exercise [40])."""
+    first = "Is core stability training better than general exercise for chronic low back pain?"
+    history = [{"role": "user", "content": first}, {"role": "assistant", "content": bot.ask(first).answer}]
+    cited = {c.n for c in bot.ask("And compared with no exercise at all?", history=history).citations}
+    assert 38 in cited and not cited & {37, 40}
+    assert "No treatment, minimal or usual care" in bot.answerer.gatherer.catalog.mentions("ref-38")
+
+
 def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
     """ "Which protocols relieved pain in the rat studies?" is answered from the animal studies
     (not the human trials of each exercise type), quoting the protocols (a method sentence with
