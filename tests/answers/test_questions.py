@@ -344,7 +344,7 @@ def test_outcomes_named_in_questions(question: str, expected: tuple[str, ...]) -
 
 def test_load_outcomes_real_file_and_missing_file(tmp_path: Path) -> None:
     labels = [label for label, _ in load_outcomes(str(OUTCOMES))]
-    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 22
+    assert labels[:3] == ["Harms and safety", "Work and sick leave", "Costs"] and len(labels) == 23
     assert {"Endogenous opioids", "Serotonin", "Adenosine", "NMDA receptors"} <= set(labels)
     # how a study was run: asked about like an outcome, listed last, and on its own
     aspects = ["Follow-up and dropout", "Quality of the evidence", "Size of the effect", "Exercise protocol"]

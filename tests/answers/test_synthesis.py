@@ -425,6 +425,14 @@ def test_a_follow_up_compares_its_subject_with_no_treatment(bot) -> None:  # typ
     assert "No treatment, minimal or usual care" in bot.answerer.gatherer.catalog.mentions("ref-38")
 
 
+def test_predictors_of_response_bring_the_studies_of_predictors_and_subgroups(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Are there predictors of who responds?" is an outcome the records report: the
+    prognosis cohort [29] and the trial in a subgroup with movement control impairment [43]."""
+    question = "Are there predictors of who responds to exercise in chronic low back pain?"
+    assert bot.answerer.gatherer.aspects(question) == (("Predictors and subgroups",), True)
+    assert {29, 43} <= {c.n for c in bot.ask(question).citations}
+
+
 def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
     """ "Which protocols relieved pain in the rat studies?" is answered from the animal studies
     (not the human trials of each exercise type), quoting the protocols (a method sentence with
