@@ -186,7 +186,8 @@ class Catalog:
                         texts.setdefault(str(rec["doc_id"]), []).append(rec["text"])
                 self._texts = {d: " ".join(t) for d, t in texts.items()}
             pattern = dict(self.outcomes)[outcome]
-            self._reports[outcome] = {d for d, text in self._texts.items() if pattern.search(text)}
+            # "patients with recurrent back pain" names a population, not the outcome recurrence
+            self._reports[outcome] = {d for d, text in self._texts.items() if pattern.search(outcome_words(text))}
         return self._reports[outcome]
 
     def labels_of(self, row: int) -> frozenset[str]:

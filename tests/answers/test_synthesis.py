@@ -374,6 +374,7 @@ def test_outcomes_come_from_studies_of_a_treatment(bot) -> None:  # type: ignore
     # a population is not an outcome: "for recurrent nonspecific back pain" reports no recurrence
     conclusion = [s.row for s in catalog.sentences_of("ref-40") if s.section == "conclusion"]
     assert conclusion and all("Recurrence" not in catalog.labels_of(row) for row in conclusion)
+    assert "ref-18" in catalog.reporting("Recurrence") and "ref-40" not in catalog.reporting("Recurrence")
 
 
 def test_coverage_counts_the_words_of_the_best_documents(bot) -> None:  # type: ignore[no-untyped-def]
