@@ -391,9 +391,8 @@ def test_exercise_dose_is_an_outcome_the_studies_report(bot) -> None:  # type: i
     programme [2]."""
     question = "Does a higher exercise dose give better results in chronic low back pain?"
     assert bot.answerer.gatherer.aspects(question) == (("Exercise dose and frequency",), True)
-    assert bot.answerer.gatherer.aspects("Are three sessions a week better than two?")[0] == (
-        "Exercise dose and frequency",
-    )
+    for other in ("Are three sessions a week better than two?", "How many sessions does a patient need?"):
+        assert bot.answerer.gatherer.aspects(other)[0] == ("Exercise dose and frequency",)
     cited = {c.n for c in bot.ask(question).citations}
     assert {24, 46} <= cited and 2 not in cited
 
