@@ -34,6 +34,7 @@ MAX_PATIENT_GRADE = 8.0
 HARD_SENTENCE_PENALTY = 0.03  # per grade point over MAX_PATIENT_GRADE, when picking a plain sentence
 PATIENT_MAX_WORDS = 150
 GLOSSARY_FILE = "glossary.json"
+GLOSSARY_TERMS = 4  # at most, where words are left
 
 
 @lru_cache(maxsize=4)
@@ -103,7 +104,7 @@ class PatientComposer:
         queue += [(s, f) for s in order for f in options[s.doc_id][1:2]]
         chosen: list[tuple[Study, Finding]] = []
         for item in queue:
-            trial = self._draft(query, [*chosen, item], gaps, related, glossary=False)
+            trial = self._draft(query, [*chosen, item], gaps, related, glossary=0)
             if chosen and word_count(trial.text) > PATIENT_MAX_WORDS:
                 continue
             chosen.append(item)
@@ -124,14 +125,16 @@ class PatientComposer:
         """The patient answer of ``chosen`` brought to grade 8 or below and the word budget."""
 
         def draft(items: list[tuple[Study, Finding]]) -> Draft:
-            # The glossary explains the words the answer uses: it keeps its place by letting
-            # the last sentence go, as long as two studies are left.
-            answer = self._draft(query, items, gaps, related)
+            # The glossary explains the words the answer uses, where words are left: over the
+            # budget it shrinks to one word, then goes, then the last sentences go (as long as
+            # two are left).
+            for terms in (GLOSSARY_TERMS, 1, 0):
+                answer = self._draft(query, items, gaps, related, glossary=terms)
+                if word_count(answer.text) <= PATIENT_MAX_WORDS:
+                    return answer
             while word_count(answer.text) > PATIENT_MAX_WORDS and len(items) > 2:
                 items.pop()
-                answer = self._draft(query, items, gaps, related)
-            if word_count(answer.text) > PATIENT_MAX_WORDS:
-                answer = self._draft(query, items, gaps, related, glossary=False)
+                answer = self._draft(query, items, gaps, related, glossary=0)
             return answer
 
         def grade_of(f: Finding) -> float:
@@ -158,7 +161,7 @@ class PatientComposer:
         chosen: Sequence[tuple[Study, Finding]],
         gaps: Sequence[Gap],
         related: set[str],
-        glossary: bool = True,
+        glossary: int = GLOSSARY_TERMS,
     ) -> Draft:
         draft = Draft()
         studies = list({s.doc_id: s for s, _ in chosen}.values())
@@ -177,7 +180,7 @@ class PatientComposer:
         notes = evidence_notes(studies, self.doc_meta, "patient", len(studies) >= 2)
         if notes:
             draft.paragraphs.append(" ".join(notes))
-        words = self._glossary_lines(" ".join(draft.paragraphs)) if glossary else []
+        words = self._glossary_lines(" ".join(draft.paragraphs))[:glossary]
         if words:
             draft.paragraphs.append(GLOSSARY_HEADING + "\n" + "\n".join(words))
         draft.paragraphs.append(PATIENT_REMINDER)
@@ -195,6 +198,6 @@ class PatientComposer:
             # The substring test is a cheap exact pre-filter: the regex can only match a substring.
             if term.lower() in low and re.search(rf"\b{re.escape(term.lower())}\b", low):
                 lines.append(f"{term[:1].upper()}{term[1:]}: {meaning}")
-            if len(lines) >= 4:
+            if len(lines) >= GLOSSARY_TERMS:
                 break
         return lines

@@ -433,6 +433,14 @@ def test_predictors_of_response_bring_the_studies_of_predictors_and_subgroups(bo
     assert {29, 43} <= {c.n for c in bot.ask(question).citations}
 
 
+def test_a_patient_answer_keeps_its_studies_before_its_glossary(bot) -> None:  # type: ignore[no-untyped-def]
+    """Over the word budget, the glossary shrinks before a study's finding goes: walking [27] and
+    yoga [32] both answer, and one word is still explained."""
+    answer = bot.ask("I hate gyms. Would walking or some yoga at home help my back?", mode="patient")
+    assert {27, 32} <= {c.n for c in answer.citations}
+    assert "Words to know:" in answer.answer and word_count(answer.answer) <= PATIENT_MAX_WORDS + 5
+
+
 def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
     """ "Which protocols relieved pain in the rat studies?" is answered from the animal studies
     (not the human trials of each exercise type), quoting the protocols (a method sentence with
