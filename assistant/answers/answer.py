@@ -66,6 +66,7 @@ from assistant.config import Settings
 from assistant.documents.chunking import split_sentences
 from assistant.search.bm25 import bm25_tokenize, word_tokens
 from assistant.search.expansion import spelled_out
+from assistant.search.fusion import aggregate_max, top_k
 from assistant.search.retrieval import Filters, Retriever, filter_key
 from assistant.types import Answer, Citation, Hit, Turn
 
@@ -97,9 +98,12 @@ MAX_JUDGED_SENTENCES = 4
 EVIDENCE_HITS = 40  # passages searched for the evidence of a question (or part)
 
 
+TOPICAL_DOCS = 5
+"""A later part of a question keeps the studies among the best documents of the whole question
+(calibrated on the dev split of the broad questions), and those of :data:`TOPICAL_ROUTES`."""
 TOPICAL_ROUTES = ("treatment", "named")
-"""Routes by which a study of a later part may come in without being among the hits of the
-whole question: it is about a treatment the part names, or the part names it by its first
+"""Routes by which a study of a later part may come in without being among the best documents
+of the whole question: it is about a treatment the part names, or the part names it by its first
 author ("what did Steffens et al. 2014 find?"). (An outcome alone is not enough:
 "how long does the protective effect last?" after a question on recurrences is not asking
 about every study that followed people up.)"""
@@ -263,7 +267,8 @@ class Answerer:
         subject = self.subject(text, query) if turns else ()
         gaps = self.gaps(query)
         parts = split_question(query)
-        topical = {h.doc_id for h in hits}  # the documents of the whole question
+        # the best documents of the whole question: a later part's studies come from them
+        topical = {d for d, _ in top_k(aggregate_max((h.doc_id, h.score) for h in hits), TOPICAL_DOCS)}
         gathered: list[tuple[str, list[Study]]] = []
         used: set[int] = set()
         # The part that names the topic ("How certain is the evidence? For Pilates, yoga and

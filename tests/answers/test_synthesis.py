@@ -441,6 +441,14 @@ def test_a_patient_answer_keeps_its_studies_before_its_glossary(bot) -> None:  #
     assert "Words to know:" in answer.answer and word_count(answer.answer) <= PATIENT_MAX_WORDS + 5
 
 
+def test_a_later_part_keeps_to_the_best_documents_of_the_whole_question(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "..., and do the gains last?" asks about the studies of the first part: not the walking
+    review [27] or the trial in chronic widespread pain [47] that report follow-up but rank low
+    for the question as a whole."""
+    cited = {c.n for c in bot.ask("Which patients benefit most from exercise, and do the gains last?").citations}
+    assert {20, 24} <= cited and not cited & {27, 47}
+
+
 def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
     """ "Which protocols relieved pain in the rat studies?" is answered from the animal studies
     (not the human trials of each exercise type), quoting the protocols (a method sentence with
