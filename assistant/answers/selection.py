@@ -27,7 +27,7 @@ MIN_FACET_SIMILARITY = 0.20
 # Per study: sentences within this margin of its best one, at most PER_STUDY of them.
 SENTENCE_MARGIN = 0.15
 CONTRAST_MARGIN = 0.20
-PER_STUDY = 3
+PER_STUDY = 4
 FEW_STUDIES = 3
 MAX_FINDINGS = 16
 NEAR_DUPLICATE = 0.88

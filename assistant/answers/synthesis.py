@@ -20,7 +20,7 @@ or two. :class:`EvidenceGatherer` decides which, in three steps:
    evidence before animal evidence.
 3. **Findings**: from each kept study, the sentences that report a result (framing and
    method sentences are left out, and so are sentences about an excluded phase), scored
-   here and chosen by :mod:`assistant.answers.selection`: at most two per study and only
+   here and chosen by :mod:`assistant.answers.selection`: at most four per study (five in an answer of three studies or fewer) and only
    close to the study's best, without near-repeats.
 
 What each document is about, mentions and reports comes from :mod:`assistant.answers.catalog`;

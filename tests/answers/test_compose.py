@@ -418,27 +418,28 @@ def test_a_result_in_another_direction_is_kept_with_the_study() -> None:
 
 
 def test_an_answer_from_few_studies_quotes_one_more_sentence_of_each() -> None:
-    """Three sentences a study, four when the answer has three studies or fewer."""
+    """Four sentences a study, five when the answer has three studies or fewer."""
 
-    def study_with_four(n: int) -> Study:
+    def study_with_five(n: int) -> Study:
         study = Study(f"ref-{n}", make_meta(n, "Cochrane review", "chronic"), rank=0, relative_score=1.0)
         study.findings = [
-            Finding(4 * n + i, text, f"ref-{n}", f"ref-{n}#{i}", (n,), 0.6 - 0.01 * i, 0.5, "benefit", ())
+            Finding(5 * n + i, text, f"ref-{n}", f"ref-{n}#{i}", (n,), 0.6 - 0.01 * i, 0.5, "benefit", ())
             for i, text in enumerate(
                 (
                     "Pain fell with exercise.",
                     "Function improved too.",
                     "Sick leave was shorter.",
                     "Fewer relapses occurred.",
+                    "Mood lifted as well.",
                 )
             )
         ]
         return study
 
     vectors = np.eye(40)
-    few = [study_with_four(n) for n in (1, 2, 3)]
+    few = [study_with_five(n) for n in (1, 2, 3)]
     select_findings(few, set(), lambda rows: vectors[list(rows)])
-    assert [len(s.findings) for s in few] == [4, 4, 4]
-    many = [study_with_four(n) for n in (1, 2, 3, 4)]
+    assert [len(s.findings) for s in few] == [5, 5, 5]
+    many = [study_with_five(n) for n in (1, 2, 3, 4)]
     select_findings(many, set(), lambda rows: vectors[list(rows)])
-    assert [len(s.findings) for s in many] == [3, 3, 3, 3]
+    assert [len(s.findings) for s in many] == [4, 4, 4, 4]
