@@ -108,7 +108,7 @@ class PatientComposer:
             if chosen and word_count(trial.text) > PATIENT_MAX_WORDS:
                 continue
             chosen.append(item)
-        return self._fit(query, chosen, gaps, related, options)
+        return self._fit(query, chosen, gaps, related, options, order)
 
     def _plain_score(self, finding: Finding) -> float:
         grade = float(self.index.sentences[finding.row].get("grade", 0.0))
@@ -121,17 +121,24 @@ class PatientComposer:
         gaps: Sequence[Gap],
         related: set[str],
         options: Mapping[str, Sequence[Finding]],
+        studies: Sequence[Study] = (),
     ) -> Draft:
-        """The patient answer of ``chosen`` brought to grade 8 or below and the word budget."""
+        """The patient answer of ``chosen`` brought to grade 8 or below and the word budget
+        (``options``: each of ``studies``' plain sentences, best first)."""
 
         def draft(items: list[tuple[Study, Finding]]) -> Draft:
             # The glossary explains the words the answer uses, where words are left: over the
-            # budget it shrinks to one word, then goes, then the last sentences go (as long as
-            # two are left).
+            # budget or over grade 8 (its explanations are read too) it shrinks to one word,
+            # then goes; over the budget still, the last sentences go (as long as two are left).
+            fitting = None
             for terms in (GLOSSARY_TERMS, 1, 0):
                 answer = self._draft(query, items, gaps, related, glossary=terms)
                 if word_count(answer.text) <= PATIENT_MAX_WORDS:
-                    return answer
+                    fitting = fitting or answer
+                    if readability_grade(answer.text) <= MAX_PATIENT_GRADE:
+                        return answer
+            if fitting is not None:
+                return fitting
             while word_count(answer.text) > PATIENT_MAX_WORDS and len(items) > 2:
                 items.pop()
                 answer = self._draft(query, items, gaps, related, glossary=0)
@@ -150,8 +157,17 @@ class PatientComposer:
                 chosen[i] = (study, min(easier, key=grade_of))
             elif len(chosen) > 1:
                 del chosen[i]
-            else:
-                break
+            else:  # one sentence left and none of its study is easier: the easiest of another study
+                by_id = {s.doc_id: s for s in studies}
+                others = [
+                    (by_id[doc_id], f)
+                    for doc_id, findings in options.items()
+                    for f in findings
+                    if doc_id in by_id and grade_of(f) < grade_of(hardest)
+                ]
+                if not others:
+                    break
+                chosen[i] = min(others, key=lambda p: grade_of(p[1]))
             answer = draft(chosen)
         return answer
 

@@ -519,10 +519,6 @@ class EvidenceGatherer:
             )
         )
         kept = kept[:MAX_STUDIES]
-        if not animals_asked and any(not s.animal for s in kept):  # a question about people that
-            # studies in people answer ("Is a hot water bottle any use?") is not answered from
-            # rats (whose "heat hyperalgesia" is no treatment); a named study stays
-            kept = [s for s in kept if not s.animal or s.doc_id in named]
         select_findings(kept, exclude_rows or set(), self._vectors)
         merged = {pid.rsplit("#", 1)[0] for s in kept for f in (*s.findings, *s.plain) for _, pid, _ in f.also}
         kept = [s for s in kept if s.findings or s.plain or s.doc_id in merged]

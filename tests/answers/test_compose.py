@@ -443,3 +443,30 @@ def test_an_answer_from_few_studies_quotes_one_more_sentence_of_each() -> None:
     many = [study_with_five(n) for n in (1, 2, 3, 4)]
     select_findings(many, set(), lambda rows: vectors[list(rows)])
     assert [len(s.findings) for s in many] == [4, 4, 4, 4]
+
+
+def test_a_patient_answer_that_cannot_reach_grade_8_takes_the_easiest_sentence_of_another_study(
+    tmp_path: Path,
+) -> None:
+    """One sentence left, over grade 8, and none of its study easier: the easiest plain sentence
+    of another gathered study takes its place, so the answer still reads at grade 8 or below."""
+    from types import SimpleNamespace
+
+    from assistant.answers.patient import MAX_PATIENT_GRADE, PatientComposer, readability_grade
+
+    hard = (
+        "For persistent lumbar symptoms, multidisciplinary biopsychosocial rehabilitation, cognitive-behavioural "
+        "therapy and supervised individualised exercise demonstrated moderate, statistically significant "
+        "improvements in functional disability."
+    )
+    easy = "Walking helped people with back pain a little."
+    index = SimpleNamespace(sentences=[{"text": hard, "grade": readability_grade(hard)}, {"text": easy, "grade": 3.0}])
+    a = Study("ref-1", make_meta(1, "Cochrane review", "chronic"), rank=0, relative_score=1.0)
+    b = Study("ref-2", make_meta(2, "Cochrane review", "chronic"), rank=1, relative_score=0.8)
+    a.plain = [Finding(0, hard, "ref-1", "ref-1#0", (1,), 0.9, 0.5, "benefit", ())]
+    b.plain = [Finding(1, easy, "ref-2", "ref-2#0", (2,), 0.5, 0.3, "benefit", ())]
+    composer = PatientComposer(index, str, {}, str(tmp_path / "no-glossary.json"))
+    options = {"ref-1": a.plain, "ref-2": b.plain}
+    answer = composer._fit("Does exercise help?", [(a, a.plain[0])], [], set(), options, [a, b])
+    assert readability_grade(answer.text) <= MAX_PATIENT_GRADE
+    assert easy.rstrip(".") in answer.text and hard.rstrip(".") not in answer.text

@@ -449,18 +449,13 @@ def test_a_later_part_keeps_to_the_best_documents_of_the_whole_question(bot) -> 
     assert {20, 24} <= cited and not cited & {27, 47}
 
 
-def test_a_question_about_people_is_not_answered_from_animals(bot) -> None:  # type: ignore[no-untyped-def]
-    """ "Is a hot water bottle any use, or should I exercise?" is answered from studies in people
-    (the guideline review that rates heat [21]); the rat studies of "heat hyperalgesia" neither
-    name the treatment heat nor answer."""
-    answer = bot.ask(
-        "I put my back out about ten days ago. Is a hot water bottle any use, or should I be doing exercises?",
-        mode="patient",
-    )
-    cited = {c.n for c in answer.citations}
-    assert 21 in cited and all(r.species == "human" for r in answer.evidence)
+def test_heat_is_a_treatment_not_the_rats_heat_hyperalgesia(bot) -> None:  # type: ignore[no-untyped-def]
+    """The guideline review that rates superficial heat [21] mentions the treatment; the rat
+    studies of "heat hyperalgesia" and "withdrawal latency to noxious heat" do not."""
     catalog = bot.answerer.gatherer.catalog
-    assert "Superficial heat" in catalog.mentions("ref-21") and "Superficial heat" not in catalog.mentions("ref-5")
+    mentioning = {d for d in catalog.doc_meta if "Superficial heat" in catalog.mentions(d)}
+    assert mentioning == {"ref-21"}
+    assert bot.answerer.gatherer.facets("Is a heat pack good for my back?")[0] == ("Superficial heat",)
 
 
 def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
