@@ -324,7 +324,10 @@ class EvidenceGatherer:
         (:data:`PHASE_MATCH_SHARE` of the bar), and neither a close result sentence nor the
         question's distinctive words, when that phase is rare among the studies (fewer than
         :data:`RARE_PHASE` of them): then the population is what tells the few relevant
-        studies apart ("pain that keeps coming back": the trials in recurrent LBP). A study
+        studies apart ("pain that keeps coming back": the trials in recurrent LBP); about a
+        treatment the question names, such a study needs no fused score either (the trial of
+        motor control exercise in recurrent LBP answers "does motor control training help
+        recurrent LBP?" even when the search ranks it low). A study
         of a mixed population counts with the phases its results speak of ("In acute LBP,
         exercise was as effective as ..."). A question in everyday words scores lower against the
         records' wording, so patient answers use :data:`PATIENT_CUT_SHARE` of both bars (their
@@ -344,8 +347,9 @@ class EvidenceGatherer:
             bar *= PHASE_MATCH_SHARE
         if study.rank == 0 or study.result_similarity >= MIN_STRONG_SIMILARITY:
             return True
-        if rare:  # its population answers the question whether or not its words echo the question's
-            return study.relative_score >= bar
+        if rare:  # its population answers the question whether or not its words echo the question's,
+            # and whatever its rank when it is also about a treatment the question names
+            return bool(study.facets) or study.relative_score >= bar
         coverage = study.coverage / most_coverage if patient and most_coverage > 0 else study.coverage
         if coverage < (PATIENT_COVERAGE if patient else MIN_COVERAGE):
             return False

@@ -458,6 +458,14 @@ def test_heat_is_a_treatment_not_the_rats_heat_hyperalgesia(bot) -> None:  # typ
     assert bot.answerer.gatherer.facets("Is a heat pack good for my back?")[0] == ("Superficial heat",)
 
 
+def test_a_rare_phase_study_of_the_treatment_named_answers_whatever_its_rank(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "Is stabilisation exercise worthwhile for recurrent LBP?": the three trials of
+    stabilisation or motor control exercise in recurrent LBP [39][40][42] answer, the one the
+    search ranks low [42] too."""
+    cited = {c.n for c in bot.ask("Is stabilisation exercise worthwhile for recurrent LBP?").citations}
+    assert {39, 40, 42} <= cited
+
+
 def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[no-untyped-def]
     """ "Which protocols relieved pain in the rat studies?" is answered from the animal studies
     (not the human trials of each exercise type), quoting the protocols (a method sentence with
