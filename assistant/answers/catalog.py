@@ -211,16 +211,18 @@ class Catalog:
     def coverage(self, question: str, within: Collection[str] | None = None) -> Callable[[str], float]:
         """doc id -> the share of the question's distinctive words the document contains, each
         word weighted by its inverse document frequency. Distinctive: in at most
-        :data:`DISTINCTIVE_SHARE` of the documents ("adherence", "dose", not "exercise")."""
+        :data:`DISTINCTIVE_SHARE` of the documents ("adherence", "dose", not "exercise"); with
+        ``within``, only the words that one of those documents contains count."""
         term_docs = self.term_documents()
         n_docs = max(1, len(self.doc_meta))
         weights = {}
         if self._asking is None:  # words that ask rather than name ("actually", "good", "work"),
             # and the auxiliaries the stop-word list keeps ("does" stems to a rare "doe")
             self._asking = set(word_tokens(" ".join(sorted(QUESTION_WORDS)))) | set(word_tokens(AUXILIARIES))
+        best = None if within is None else set(within)
         for token in set(word_tokens(question)) - self._asking:
             docs = term_docs.get(token)
-            if docs and len(docs) <= DISTINCTIVE_SHARE * n_docs and (within is None or docs & set(within)):
+            if docs and len(docs) <= DISTINCTIVE_SHARE * n_docs and (best is None or docs & best):
                 weights[token] = float(np.log(n_docs / len(docs)))
         total = sum(weights.values())
         if not total:
