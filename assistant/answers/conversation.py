@@ -271,6 +271,7 @@ SUBSTITUTE_SIMILARITY = 0.25
 
 
 _NEGATIONS = frozenset({"no", "without", "non", "not"})
+_COMPARES = re.compile(r"\b(compar\w*|versus|vs\.?|than)\b", re.IGNORECASE)
 
 
 def rewrite_follow_up(
@@ -288,8 +289,8 @@ def rewrite_follow_up(
         ``message`` itself when it stands alone. For an elliptical follow-up, the previous
         query with the word closest in meaning to the follow-up's new words replaced by
         them ("And Pilates?" after "Is yoga effective ...?" -> "Is Pilates effective ...?").
-        For a follow-up that refers back with a pronoun, the message with the previous
-        query's topic words appended.
+        For a follow-up that refers back with a pronoun, or that compares ("And compared
+        with no exercise?"), the message with the previous query's topic words appended.
     """
     if not previous_query.strip() or not is_follow_up(message):
         return message
@@ -298,6 +299,9 @@ def rewrite_follow_up(
         return previous_query
     if _PRONOUNS.search(new_phrase):
         return with_topic(_PRONOUNS.sub(" ", new_phrase), previous_query, new_phrase)
+    if _COMPARES.search(new_phrase):  # "And compared with no exercise?" asks a new question of
+        # the same topic: its own words and the topic's, not a word of the previous one replaced
+        return with_topic(new_phrase, previous_query, new_phrase)
     shared = set(content_words(previous_query))
     # a word the previous query has stays after a negation: "no exercise" is not "exercise"
     tokens = new_phrase.split()
