@@ -49,6 +49,7 @@ def load_glossary(path: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+@lru_cache(maxsize=256)
 def readability_grade(text: str) -> float:
     """Flesch-Kincaid grade of ``text`` without citation markers (textstat)."""
     import textstat
@@ -147,6 +148,7 @@ class PatientComposer:
         def grade_of(f: Finding) -> float:
             return float(self.index.sentences[f.row].get("grade", 0.0))
 
+        by_id = {s.doc_id: s for s in studies}
         answer = draft(chosen)
         while readability_grade(answer.text) > MAX_PATIENT_GRADE and chosen:
             study, hardest = max(chosen, key=lambda p: grade_of(p[1]))
@@ -158,7 +160,6 @@ class PatientComposer:
             elif len(chosen) > 1:
                 del chosen[i]
             else:  # one sentence left and none of its study is easier: the easiest of another study
-                by_id = {s.doc_id: s for s in studies}
                 others = [
                     (by_id[doc_id], f)
                     for doc_id, findings in options.items()

@@ -384,8 +384,10 @@ class EvidenceGatherer:
         # of the others (McKenzie versus back school)
         patterns = dict(self.treatments.all)
         required = {f for f in facets if not given_as_example(query, patterns[f])} if strict else set(facets)
-        if strict and set(subject) & set(facets):  # "How does it compare with strengthening?" (it: McKenzie)
-            required = set(subject) & set(facets)
+        # "How does it compare with strengthening?" (it: McKenzie): the conversation's treatment
+        subject_named = set(subject) & set(facets) if strict else set()
+        if subject_named:
+            required = subject_named
         elif strict and set() < (own := set(compared_subject(query, self.treatments)) & required) < required:
             # "Does adding CBT to exercise beat advice?": the treatments named before what they
             # are compared with are the subject; the others bring only the studies of the subject
@@ -395,7 +397,7 @@ class EvidenceGatherer:
         general = exercise_versus(query, self.treatments)
         # "How does it compare with no exercise?" (it: stabilisation): the studies of the subject
         # against what the follow-up names
-        compared = set(facets) - set(subject) if strict and set(subject) & set(facets) else set()
+        compared = set(facets) - set(subject) if subject_named else set()
         aspects, aspects_strict = self.aspects(query)
         # How the studies were run ("how strong is the evidence?") chooses sentences, not studies:
         # a study that does not rate its evidence still bears on the question.
