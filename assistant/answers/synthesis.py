@@ -38,6 +38,7 @@ import numpy as np
 
 from assistant.answers.catalog import QUOTABLE_SECTIONS_EXCLUDED, Catalog
 from assistant.answers.evidence import sentence_phases
+from assistant.answers.precedents import PRECEDENT_VOTE
 from assistant.answers.questions import (
     Treatments,
     Vocabulary,
@@ -152,6 +153,10 @@ class EvidenceGatherer:
         return bool(self.catalog.labels_of(row) & set(aspects)) and bool(
             FIGURE.search(self.index.sentences[row]["text"])
         )
+
+    def _titled_other(self, doc_id: str, facets: Collection[str]) -> bool:
+        """Whether the document's title names a treatment other than ``facets``."""
+        return any(self.catalog.titled(doc_id, label) for label, _ in self.treatments.all if label not in facets)
 
     def _reports_result(self, finding: Finding) -> bool:
         """Whether ``finding`` reports a result: a direction, or a sentence of the key findings."""
@@ -363,6 +368,7 @@ class EvidenceGatherer:
         patient: bool = False,
         allowed: Collection[str] | None = None,
         subject: Collection[str] = (),
+        votes: Mapping[str, float] | None = None,
     ) -> list[Study]:
         """The studies that bear on ``query``, strongest designs first, each with its findings.
 
@@ -376,6 +382,10 @@ class EvidenceGatherer:
                 :meth:`assistant.answers.answer.Answerer.subject`): like a subject treatment
                 beside examples, they restrict the answer and the others bring only the
                 studies that also mention them.
+            votes: the votes of the similar questions of the bank (document id -> share that
+                needed it; :mod:`assistant.answers.precedents`), None without a bank: a study
+                most of them needed joins, and a study that only a treatment or outcome of the
+                question brings must have been needed by one of them.
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
@@ -420,17 +430,20 @@ class EvidenceGatherer:
             for s in candidates:
                 s.coverage = s.coverage / most_coverage if most_coverage > 0 else 1.0
             most_coverage = 1.0  # already relative: a patient answer must not divide again
-        kept = [
-            s
-            for s in candidates
-            if self.relevant(s, asked, patient, most_coverage)
-            # a named treatment keeps the answer to the studies that mention it, and to the best
-            # document ("staying active in my spare time" is activity, not advice to stay active)
-            and (not strict or general or self.catalog.mentions(s.doc_id) & required or s.rank == 0)
-            and (not compared or self.catalog.mentions(s.doc_id) & compared or s.rank == 0)
-            # and a named outcome to the studies that report it, and to the best document
-            and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported) or s.rank == 0)
-        ]
+
+        def on_topic(s: Study) -> bool:
+            """Whether ``s`` is about what the question restricts the answer to: a named
+            treatment keeps the answer to the studies that mention it, and to the best document
+            ("staying active in my spare time" is activity, not advice to stay active); a named
+            outcome to the studies that report it, and to the best document."""
+            mentions = self.catalog.mentions(s.doc_id)
+            return (
+                (not strict or general or bool(mentions & required) or s.rank == 0)
+                and (not compared or bool(mentions & compared) or s.rank == 0)
+                and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported) or s.rank == 0)
+            )
+
+        kept = [s for s in candidates if self.relevant(s, asked, patient, most_coverage) and on_topic(s)]
         named = studies_named(query, self.catalog.authors())  # "Searle et al. (2015)": always kept
         kept.extend(s for s in candidates if s.doc_id in named and s not in kept)
         if named:  # the question is about the studies it names (and the treatments it names)
@@ -443,6 +456,7 @@ class EvidenceGatherer:
         # one of its sentences that report a result names the treatment. Animal studies only when the
         # question is about animals or nothing else is about the treatment.
         picked: list[Study] = []
+        first_picks: set[int] = set()  # the best study of each treatment the question names
         for facet in facets:
             about = [
                 s
@@ -477,9 +491,11 @@ class EvidenceGatherer:
                     if s.meta.get("lbp_phase") not in SPECIFIC_PHASES or s.meta.get("lbp_phase") in asked
                 ]
 
-            for s in sorted(about, key=preference)[: FACET_DOCS if strict else 1]:
+            for i, s in enumerate(sorted(about, key=preference)[: FACET_DOCS if strict else 1]):
                 s.route = s.route or "treatment"
                 picked.append(s)
+                if strict and i == 0:  # a treatment the question names keeps its best study
+                    first_picks.add(id(s))
         # The best studies that report each outcome asked about, in a sentence close to the
         # question; for how studies were run ("how certain is the evidence for yoga?"), the
         # studies of the treatments the question names are those to report it.
@@ -512,6 +528,8 @@ class EvidenceGatherer:
             for s in sorted(reporting, key=lambda s: (other_phase(s), -s.relevance))[:ASPECT_DOCS]:
                 s.route = s.route or "outcome"
                 picked.append(s)
+        if votes is not None:  # what only the vocabulary brings, and no similar question needed
+            picked = [s for s in picked if s in kept or id(s) in first_picks or votes.get(s.doc_id, 0.0) > 0.0]
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
         kept.extend(s for s in picked if s not in kept)
         order = {id(s): i for i, s in enumerate(picked)}
@@ -525,6 +543,22 @@ class EvidenceGatherer:
             )
         )
         kept = kept[:MAX_STUDIES]
+        if votes:  # the studies most similar questions needed, in the room left
+            needed = [
+                s
+                for s in candidates
+                if votes.get(s.doc_id, 0.0) >= PRECEDENT_VOTE
+                and s not in kept
+                # not a study titled for a treatment the question does not name ("And Pilates?"
+                # after yoga: not the yoga review that questions on both needed)
+                and (on_topic(s) or not (strict and self._titled_other(s.doc_id, facets)))
+                # and against what a follow-up compares its subject with
+                and (not compared or self.catalog.mentions(s.doc_id) & compared)
+                and (not named or s.doc_id in named)
+            ]
+            for s in sorted(needed, key=lambda s: -votes.get(s.doc_id, 0.0))[: MAX_STUDIES - len(kept)]:
+                s.route = s.route or "precedent"
+                kept.append(s)
         select_findings(kept, exclude_rows or set(), self._vectors)
         merged = {pid.rsplit("#", 1)[0] for s in kept for f in (*s.findings, *s.plain) for _, pid, _ in f.also}
         kept = [s for s in kept if s.findings or s.plain or s.doc_id in merged]

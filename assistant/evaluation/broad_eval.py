@@ -17,6 +17,7 @@ Metrics are reported per split (``dev``, ``test``) and per mode, averaged over q
 
 from __future__ import annotations
 
+import contextlib
 import re
 import statistics
 from collections.abc import Mapping, Sequence
@@ -86,15 +87,20 @@ def evaluate_broad(bot: Any, dataset: Path, splits: Sequence[str] = ("dev", "tes
     path = dataset / BROAD_FILE
     if not path.is_file():
         return {"metrics": {}, "answers": []}
+    bank = getattr(getattr(bot, "answerer", None), "precedents", None)
     rows: list[dict[str, Any]] = []
     for item in read_jsonl(path):
         if item.get("split", "dev") not in splits:
             continue
-        history: list[dict[str, str]] = []
-        for earlier in item.get("history") or []:
-            previous = bot.ask(earlier, history=history, mode=item["mode"])
-            history += [{"role": "user", "content": earlier}, {"role": "assistant", "content": previous.answer}]
-        answer = bot.ask(item["text"], history=history, mode=item["mode"])
+        # a dev question is asked with its batch out of the bank of precedents: no question
+        # votes for itself or for those written beside it
+        group = item.get("batch", item["_id"]) if item.get("split", "dev") == "dev" else None
+        with bank.excluding(group) if bank is not None else contextlib.nullcontext():
+            history: list[dict[str, str]] = []
+            for earlier in item.get("history") or []:
+                previous = bot.ask(earlier, history=history, mode=item["mode"])
+                history += [{"role": "user", "content": earlier}, {"role": "assistant", "content": previous.answer}]
+            answer = bot.ask(item["text"], history=history, mode=item["mode"])
         scores = score_answer(answer, item)
         rows.append({"_id": item["_id"], "split": item.get("split", "dev"), "mode": item["mode"],
                      "cited": sorted({c.n for c in answer.citations}), **scores})  # fmt: skip

@@ -1,0 +1,213 @@
+"""Precedents: the studies that similar questions needed.
+
+A bank of questions labelled with graded relevance (by default the dev split of
+``datasets/lbp-dev/answers/broad.jsonl``: for each question, the studies a good answer must
+cite) remembers which kind of question needs which study. For a new question the
+:data:`NEIGHBOURS` most similar questions of the bank vote: a study's vote is the
+similarity-weighted share of them for which it was essential. The gatherer
+(:meth:`assistant.answers.synthesis.EvidenceGatherer.gather`) uses the votes twice:
+
+- a candidate study that most similar questions needed (vote >= :data:`PRECEDENT_VOTE`)
+  joins the answer even when the calibrated cut would leave it out ("Is there any point in
+  exercise therapy for acute LBP, or is advice to stay active enough?" needs the Cochrane
+  review that found no benefit in acute LBP, whose words are not the question's);
+- a study that only the treatment or outcome vocabulary brings (not the cut) and that none
+  of the similar questions needed is left out.
+
+Measured on the broad questions with each batch of the dev split left out of the bank while
+its own questions are asked (:func:`assistant.evaluation.broad_eval.evaluate_broad`), so
+that no question votes for itself or for questions written beside it; the test split is never
+in the bank. The bank's relevance refers to reference numbers of the embedded corpus, so it
+applies by default only to an index of that corpus (:attr:`assistant.config.Settings.precedents`).
+
+Bank vectors (the standalone question, history resolved, expanded as searched) are cached in
+the user cache folder, keyed by the bank file's bytes and the index, so that only the first
+process after a change of either pays for resolving and encoding the questions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import threading
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from assistant.errors import FormatError
+from assistant.files import write_atomic
+
+NEIGHBOURS = 8
+"""How many of the most similar bank questions vote (measured on the dev split, leaving out
+each batch in turn: 5 to 12 all help; 8 best)."""
+PRECEDENT_VOTE = 0.6
+"""The vote at which a candidate study joins the answer (0.5: more essential studies and
+less precision; 0.7: fewer of both)."""
+ESSENTIAL = 2
+"""The relevance grade of a study an answer must cite."""
+
+
+@dataclass(frozen=True)
+class Precedent:
+    """One labelled question of the bank."""
+
+    question: str
+    """The question as searched: its history resolved (a follow-up stands alone)."""
+    essential: frozenset[int]
+    """The reference numbers of the studies its answer must cite."""
+    group: str
+    """The batch it was written in (left out together while the batch is evaluated)."""
+
+
+class Precedents:
+    """The bank of labelled questions and their vectors.
+
+    Args:
+        precedents: the labelled questions.
+        vectors: their normalized vectors, one row each.
+        doc_of_ref: reference number -> document id of the index.
+        neighbours: how many similar questions vote.
+    """
+
+    def __init__(
+        self,
+        precedents: Sequence[Precedent],
+        vectors: np.ndarray,
+        doc_of_ref: Mapping[int, str],
+        neighbours: int = NEIGHBOURS,
+    ) -> None:
+        if len(precedents) != len(vectors):
+            raise ValueError(f"{len(precedents)} precedents but {len(vectors)} vectors")
+        self.precedents = tuple(precedents)
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.neighbours = neighbours
+        self._essential = [tuple(doc_of_ref[n] for n in sorted(p.essential) if n in doc_of_ref) for p in precedents]
+        self._groups = np.array([p.group for p in precedents])
+        self._local = threading.local()
+
+    def __len__(self) -> int:
+        return len(self.precedents)
+
+    @contextmanager
+    def excluding(self, group: str | None) -> Iterator[None]:
+        """Within the block (in this thread), the questions of ``group`` do not vote: an
+        evaluation asks a batch's questions with the batch left out of the bank."""
+        previous = getattr(self._local, "group", None)
+        self._local.group = group
+        try:
+            yield
+        finally:
+            self._local.group = previous
+
+    def votes(self, vector: np.ndarray) -> dict[str, float]:
+        """Document id -> the similarity-weighted share of the :attr:`neighbours` bank
+        questions most similar to ``vector`` (a normalized question vector) that needed it."""
+        excluded = getattr(self._local, "group", None)
+        pool = np.flatnonzero(self._groups != excluded) if excluded is not None else np.arange(len(self))
+        if not len(pool):
+            return {}
+        sims = self.vectors[pool] @ np.asarray(vector, dtype=np.float32)
+        order = np.argsort(-sims, kind="stable")[: self.neighbours]
+        weights = np.clip(sims[order], 0.0, None)
+        total = float(weights.sum())
+        if total <= 0.0:
+            return {}
+        out: dict[str, float] = {}
+        for i, w in zip(order, weights, strict=True):
+            for doc_id in self._essential[pool[i]]:
+                out[doc_id] = out.get(doc_id, 0.0) + float(w)
+        return {d: v / total for d, v in out.items()}
+
+
+def read_bank(path: Path, split: str = "dev") -> list[tuple[str, list[str], frozenset[int], str]]:
+    """(question, history, essential reference numbers, group) of each ``split`` row of a
+    broad-question file.
+
+    Raises:
+        FormatError: a row without text or relevance, or a line that is not JSON (naming the
+            file and line).
+    """
+    rows = []
+    for line, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise FormatError(path, line, f"invalid JSON: {exc.msg}") from None
+        if not isinstance(item, dict):
+            raise FormatError(path, line, "each line must be a JSON object")
+        if item.get("split", "dev") != split:
+            continue
+        text, relevance = item.get("text"), item.get("relevance")
+        if not isinstance(text, str) or not isinstance(relevance, dict):
+            raise FormatError(path, line, "a precedent needs 'text' and a 'relevance' object")
+        try:
+            essential = frozenset(int(n) for n, grade in relevance.items() if int(grade) >= ESSENTIAL)
+        except (TypeError, ValueError):
+            raise FormatError(path, line, "relevance must map reference numbers to grades") from None
+        history = [h for h in item.get("history") or [] if isinstance(h, str)]
+        rows.append((text, history, essential, str(item.get("batch") or item.get("_id") or line)))
+    return rows
+
+
+def load_precedents(
+    path: Path,
+    standalone: Callable[[str, Sequence[str]], str],
+    encode: Callable[[Sequence[str]], np.ndarray],
+    doc_of_ref: Mapping[int, str],
+    cache: Path | None = None,
+    key: str = "",
+) -> Precedents | None:
+    """The bank of ``path`` (None when it has no dev question, or none of its studies is
+    indexed).
+
+    Args:
+        path: a broad-question JSONL file (the dev split is the bank).
+        standalone: (question, earlier questions) -> the question as searched.
+        encode: texts -> normalized vectors (the query encoder, batched).
+        doc_of_ref: reference number -> document id of the index.
+        cache: a folder for the vectors (None: no cache); a cache that cannot be written is
+            skipped.
+        key: what else the vectors depend on (the index's identity).
+
+    Raises:
+        FormatError: a malformed line of ``path`` (see :func:`read_bank`).
+    """
+    rows = read_bank(path)
+    if not rows or not any(n in doc_of_ref for _, _, essential, _ in rows for n in essential):
+        return None
+    digest = hashlib.sha256(key.encode() + b"\0" + path.read_bytes()).hexdigest()[:24]
+    cached = cache / f"precedents-{digest}.npz" if cache is not None else None
+    questions, vectors = _read_cache(cached, len(rows))
+    if questions is None or vectors is None:
+        questions = [standalone(text, history) for text, history, _, _ in rows]
+        vectors = np.asarray(encode(questions), dtype=np.float32)
+        if cached is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, vectors=vectors, questions=np.array(questions, dtype=str))
+            with contextlib.suppress(OSError):  # a read-only cache folder: the vectors live in memory only
+                write_atomic(cached, buffer.getvalue())
+    precedents = [Precedent(q, essential, group) for q, (_, _, essential, group) in zip(questions, rows, strict=True)]
+    return Precedents(precedents, vectors, doc_of_ref)
+
+
+def _read_cache(path: Path | None, rows: int) -> tuple[list[str] | None, np.ndarray | None]:
+    """(questions, vectors) of a cache file with ``rows`` rows; (None, None) when it is
+    missing, damaged or of another size."""
+    if path is None or not path.is_file():
+        return None, None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            vectors, questions = np.asarray(data["vectors"], dtype=np.float32), [str(q) for q in data["questions"]]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None, None  # damaged: encode again
+    if len(vectors) != rows or len(questions) != rows or vectors.ndim != 2:
+        return None, None
+    return questions, vectors

@@ -1,0 +1,183 @@
+"""The bank of labelled questions (precedents): votes, the file, the cache, and what they change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.answers.precedents import Precedent, Precedents, load_precedents, read_bank
+from assistant.config import DEFAULT_CORPUS_DIR, DEFAULT_PRECEDENTS, Settings
+from assistant.errors import FormatError
+
+
+def _unit(*xs: float) -> np.ndarray:
+    v = np.asarray(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _bank(neighbours: int = 2) -> Precedents:
+    items = [
+        Precedent("yoga chronic", frozenset({1, 2}), "A"),
+        Precedent("yoga again", frozenset({1}), "B"),
+        Precedent("rats", frozenset({3}), "B"),
+    ]
+    vectors = np.vstack([_unit(1, 0.1, 0), _unit(1, 0, 0.1), _unit(0, 0, 1)])
+    return Precedents(items, vectors, {1: "ref-1", 2: "ref-2", 3: "ref-3"}, neighbours=neighbours)
+
+
+def test_votes_are_the_weighted_share_of_similar_questions_that_needed_a_study() -> None:
+    votes = _bank().votes(_unit(1, 0, 0))
+    assert votes["ref-1"] == pytest.approx(1.0)  # both neighbours needed it
+    assert 0.4 < votes["ref-2"] < 0.6  # one of two about equally similar neighbours
+    assert "ref-3" not in votes  # the rat question is not among the two most similar
+
+
+def test_a_group_left_out_does_not_vote_and_comes_back_after() -> None:
+    bank = _bank()
+    with bank.excluding("A"):
+        assert "ref-2" not in bank.votes(_unit(1, 0, 0))  # only batch A's question needed it
+        assert set(bank.votes(_unit(1, 0, 0))) == {"ref-1", "ref-3"}
+    assert "ref-2" in bank.votes(_unit(1, 0, 0))
+
+
+def test_references_the_index_lacks_get_no_vote() -> None:
+    bank = Precedents([Precedent("q", frozenset({7, 1}), "A")], _unit(1, 0)[None, :], {1: "ref-1"})
+    assert bank.votes(_unit(1, 0)) == {"ref-1": pytest.approx(1.0)}
+
+
+def _write(path: Path, rows: list[dict]) -> Path:  # type: ignore[type-arg]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_the_bank_is_the_dev_split_with_history_and_batch(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "broad.jsonl",
+        [
+            {
+                "_id": "a1",
+                "split": "dev",
+                "batch": "A",
+                "text": "Q1",
+                "history": ["Q0"],
+                "relevance": {"20": 2, "3": 1},
+            },
+            {"_id": "t1", "split": "test", "batch": "T", "text": "held out", "relevance": {"5": 2}},
+        ],
+    )
+    assert read_bank(path) == [("Q1", ["Q0"], frozenset({20}), "A")]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "invalid JSON"),
+        ('{"split": "dev", "relevance": {"1": 2}}', "needs 'text'"),
+        ('{"split": "dev", "text": "q", "relevance": {"one": 2}}', "reference numbers"),
+    ],
+)
+def test_a_malformed_bank_line_is_named(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "broad.jsonl"
+    path.write_text('{"split": "dev", "text": "fine", "relevance": {"1": 2}}\n\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(FormatError, match=message) as err:
+        read_bank(path)
+    assert f"{path}:3" in str(err.value)
+
+
+def test_bank_vectors_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
+    path = _write(tmp_path / "broad.jsonl", [{"split": "dev", "text": "Q1", "relevance": {"1": 2}}])
+    calls: list[list[str]] = []
+
+    def encode(texts):  # type: ignore[no-untyped-def]
+        calls.append(list(texts))
+        return np.vstack([_unit(1, 0) for _ in texts])
+
+    def load():  # type: ignore[no-untyped-def]
+        return load_precedents(path, lambda t, h: t.lower(), encode, {1: "ref-1"}, tmp_path / "cache", "index-1")
+
+    assert load().votes(_unit(1, 0)) == {"ref-1": pytest.approx(1.0)}  # type: ignore[union-attr]
+    load()
+    assert calls == [["q1"]]  # the second load read the cache
+    (cached,) = (tmp_path / "cache").iterdir()
+    cached.write_bytes(b"not an array")
+    assert load() is not None and len(calls) == 2
+    load_precedents(path, lambda t, h: t, encode, {1: "ref-1"}, tmp_path / "cache", "index-2")
+    assert len(calls) == 3  # another index: encoded again
+
+
+def test_a_bank_naming_no_indexed_study_is_off(tmp_path: Path) -> None:
+    path = _write(tmp_path / "broad.jsonl", [{"split": "dev", "text": "Q1", "relevance": {"9": 2}}])
+    assert load_precedents(path, lambda t, h: t, lambda ts: np.ones((len(ts), 2)), {1: "ref-1"}) is None
+
+
+def test_settings_choose_the_bank(tmp_path: Path) -> None:
+    assert Settings(corpus_dir=DEFAULT_CORPUS_DIR).precedents_path == DEFAULT_PRECEDENTS
+    assert Settings(corpus_dir=tmp_path).precedents_path is None  # another corpus: other reference numbers
+    assert Settings(precedents="off").precedents_path is None
+    assert (
+        Settings(corpus_dir=tmp_path, precedents=str(tmp_path / "mine.jsonl")).precedents_path
+        == tmp_path / "mine.jsonl"
+    )
+
+
+def test_lbp_precedents_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LBP_PRECEDENTS", "off")
+    assert Settings.from_env().precedents_path is None
+
+
+# ---- with the real model and index
+
+
+def test_a_study_that_similar_questions_needed_joins_the_answer(bot) -> None:  # type: ignore[no-untyped-def]
+    """Sending a patient with acute LBP to exercise or McKenzie, or advising to keep active: the
+    Cochrane review whose acute-LBP result is no benefit [20] does not name McKenzie or advice, so
+    the treatment filter leaves it out; the bank's questions on acute LBP needed it."""
+    from assistant.answers.answer import Answerer
+
+    question = (
+        "For acute low back pain of a few days, should I send the patient for an exercise programme "
+        "or McKenzie, or is advice to keep active sufficient?"
+    )
+    assert bot.answerer.precedents is not None and len(bot.answerer.precedents) > 100
+    without = Answerer(bot.retriever, bot.settings.with_(precedents="off"))
+    assert without.precedents is None
+    assert 20 not in {c.n for c in without.ask(question).citations}
+    answer = bot.ask(question)
+    assert 20 in {c.n for c in answer.citations}
+    assert {r.n for r in answer.evidence} == {c.n for c in answer.citations}
+
+
+def test_a_follow_up_on_one_treatment_does_not_bring_the_studies_of_its_usual_companion(bot) -> None:  # type: ignore[no-untyped-def]
+    """Questions of the bank often pair Pilates with yoga; "And Pilates?" after yoga still cites no
+    study titled for yoga alone."""
+    first = "Is yoga effective for chronic back pain?"
+    history = [{"role": "user", "content": first}, {"role": "assistant", "content": bot.ask(first).answer}]
+    cited = {c.n for c in bot.ask("And Pilates?", history=history).citations}
+    assert cited & {30, 31} and 32 not in cited
+
+
+def test_the_evaluation_leaves_each_dev_batch_out_of_the_bank(bot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A dev question asked by the evaluation does not vote for itself: it is answered as a
+    question new to the bank would be."""
+    from assistant.evaluation.broad_eval import evaluate_broad
+
+    rows = [json.loads(line) for line in DEFAULT_PRECEDENTS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    item = next(r for r in rows if r["split"] == "dev" and not r.get("history") and r["mode"] == "clinician")
+    _write(tmp_path / "broad.jsonl", [item])
+    bank = bot.answerer.precedents
+    seen: list[str | None] = []
+    votes = bank.votes
+
+    def spy(vector):  # type: ignore[no-untyped-def]
+        seen.append(getattr(bank._local, "group", None))
+        return votes(vector)
+
+    bank.votes = spy
+    try:
+        evaluate_broad(bot, tmp_path, ("dev",))
+    finally:
+        del bank.votes
+    assert seen == [item["batch"]]
