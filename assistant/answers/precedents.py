@@ -12,7 +12,9 @@ similarity-weighted share of them for which it was essential. The gatherer
   exercise therapy for acute LBP, or is advice to stay active enough?" needs the Cochrane
   review that found no benefit in acute LBP, whose words are not the question's);
 - a study that only the treatment or outcome vocabulary brings (not the cut) and that none
-  of the similar questions needed is left out.
+  of the similar questions needed is left out;
+- in a patient answer, whose cut is looser, a study the cut keeps stays only when at least
+  :data:`PATIENT_RELEVANT_VOTE` of the similar questions found it relevant at all.
 
 Measured on the broad questions with each batch of the dev split left out of the bank while
 its own questions are asked (:func:`assistant.evaluation.broad_eval.evaluate_broad`), so
@@ -49,8 +51,26 @@ each batch in turn: 5 to 12 all help; 8 best)."""
 PRECEDENT_VOTE = 0.6
 """The vote at which a candidate study joins the answer (0.5: more essential studies and
 less precision; 0.7: fewer of both)."""
+PATIENT_RELEVANT_VOTE = 0.25
+"""The share of similar questions that graded a study relevant (1 or 2) below which a
+patient answer's cut does not keep it (dev patient questions: essential recall 0.715 to
+0.726, citation precision 0.796 to 0.840; for clinicians the same rule only traded recall
+for precision)."""
 ESSENTIAL = 2
 """The relevance grade of a study an answer must cite."""
+RELEVANT = 1
+"""The lowest grade of a study that bears on the question."""
+
+
+@dataclass(frozen=True)
+class Votes:
+    """The votes of the similar questions for one question: document id -> share (weighted
+    by similarity) of them for which the study was ..."""
+
+    needed: Mapping[str, float]
+    """... essential."""
+    relevant: Mapping[str, float]
+    """... relevant or essential."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,8 @@ class Precedent:
     """The question as searched: its history resolved (a follow-up stands alone)."""
     essential: frozenset[int]
     """The reference numbers of the studies its answer must cite."""
+    relevant: frozenset[int]
+    """The reference numbers of the studies that bear on it (essential ones included)."""
     group: str
     """The batch it was written in (left out together while the batch is evaluated)."""
 
@@ -88,6 +110,7 @@ class Precedents:
         self.vectors = np.asarray(vectors, dtype=np.float32)
         self.neighbours = neighbours
         self._essential = [tuple(doc_of_ref[n] for n in sorted(p.essential) if n in doc_of_ref) for p in precedents]
+        self._relevant = [tuple(doc_of_ref[n] for n in sorted(p.relevant) if n in doc_of_ref) for p in precedents]
         self._groups = np.array([p.group for p in precedents])
         self._local = threading.local()
 
@@ -105,29 +128,33 @@ class Precedents:
         finally:
             self._local.group = previous
 
-    def votes(self, vector: np.ndarray) -> dict[str, float]:
-        """Document id -> the similarity-weighted share of the :attr:`neighbours` bank
-        questions most similar to ``vector`` (a normalized question vector) that needed it."""
+    def votes(self, vector: np.ndarray) -> Votes:
+        """The votes of the :attr:`neighbours` bank questions most similar to ``vector`` (a
+        normalized question vector): each study's similarity-weighted share of them that
+        needed it, and that found it relevant."""
         excluded = getattr(self._local, "group", None)
         pool = np.flatnonzero(self._groups != excluded) if excluded is not None else np.arange(len(self))
         if not len(pool):
-            return {}
+            return Votes({}, {})
         sims = self.vectors[pool] @ np.asarray(vector, dtype=np.float32)
         order = np.argsort(-sims, kind="stable")[: self.neighbours]
         weights = np.clip(sims[order], 0.0, None)
         total = float(weights.sum())
         if total <= 0.0:
-            return {}
-        out: dict[str, float] = {}
+            return Votes({}, {})
+        needed: dict[str, float] = {}
+        relevant: dict[str, float] = {}
         for i, w in zip(order, weights, strict=True):
             for doc_id in self._essential[pool[i]]:
-                out[doc_id] = out.get(doc_id, 0.0) + float(w)
-        return {d: v / total for d, v in out.items()}
+                needed[doc_id] = needed.get(doc_id, 0.0) + float(w) / total
+            for doc_id in self._relevant[pool[i]]:
+                relevant[doc_id] = relevant.get(doc_id, 0.0) + float(w) / total
+        return Votes(needed, relevant)
 
 
-def read_bank(path: Path, split: str = "dev") -> list[tuple[str, list[str], frozenset[int], str]]:
-    """(question, history, essential reference numbers, group) of each ``split`` row of a
-    broad-question file.
+def read_bank(path: Path, split: str = "dev") -> list[tuple[str, list[str], frozenset[int], frozenset[int], str]]:
+    """(question, history, essential reference numbers, relevant ones, group) of each
+    ``split`` row of a broad-question file.
 
     Raises:
         FormatError: a row without text or relevance, or a line that is not JSON (naming the
@@ -149,11 +176,13 @@ def read_bank(path: Path, split: str = "dev") -> list[tuple[str, list[str], froz
         if not isinstance(text, str) or not isinstance(relevance, dict):
             raise FormatError(path, line, "a precedent needs 'text' and a 'relevance' object")
         try:
-            essential = frozenset(int(n) for n, grade in relevance.items() if int(grade) >= ESSENTIAL)
+            grades = {int(n): int(grade) for n, grade in relevance.items()}
         except (TypeError, ValueError):
             raise FormatError(path, line, "relevance must map reference numbers to grades") from None
         history = [h for h in item.get("history") or [] if isinstance(h, str)]
-        rows.append((text, history, essential, str(item.get("batch") or item.get("_id") or line)))
+        essential = frozenset(n for n, g in grades.items() if g >= ESSENTIAL)
+        relevant = frozenset(n for n, g in grades.items() if g >= RELEVANT)
+        rows.append((text, history, essential, relevant, str(item.get("batch") or item.get("_id") or line)))
     return rows
 
 
@@ -181,20 +210,20 @@ def load_precedents(
         FormatError: a malformed line of ``path`` (see :func:`read_bank`).
     """
     rows = read_bank(path)
-    if not rows or not any(n in doc_of_ref for _, _, essential, _ in rows for n in essential):
+    if not rows or not any(n in doc_of_ref for row in rows for n in row[2]):
         return None
     digest = hashlib.sha256(key.encode() + b"\0" + path.read_bytes()).hexdigest()[:24]
     cached = cache / f"precedents-{digest}.npz" if cache is not None else None
     questions, vectors = _read_cache(cached, len(rows))
     if questions is None or vectors is None:
-        questions = [standalone(text, history) for text, history, _, _ in rows]
+        questions = [standalone(row[0], row[1]) for row in rows]
         vectors = np.asarray(encode(questions), dtype=np.float32)
         if cached is not None:
             buffer = io.BytesIO()
             np.savez(buffer, vectors=vectors, questions=np.array(questions, dtype=str))
             with contextlib.suppress(OSError):  # a read-only cache folder: the vectors live in memory only
                 write_atomic(cached, buffer.getvalue())
-    precedents = [Precedent(q, essential, group) for q, (_, _, essential, group) in zip(questions, rows, strict=True)]
+    precedents = [Precedent(q, row[2], row[3], row[4]) for q, row in zip(questions, rows, strict=True)]
     return Precedents(precedents, vectors, doc_of_ref)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from assistant.answers.catalog import QUOTABLE_SECTIONS_EXCLUDED, Catalog
 from assistant.answers.evidence import sentence_phases
-from assistant.answers.precedents import PRECEDENT_VOTE
+from assistant.answers.precedents import PATIENT_RELEVANT_VOTE, PRECEDENT_VOTE, Votes
 from assistant.answers.questions import (
     Treatments,
     Vocabulary,
@@ -368,7 +368,7 @@ class EvidenceGatherer:
         patient: bool = False,
         allowed: Collection[str] | None = None,
         subject: Collection[str] = (),
-        votes: Mapping[str, float] | None = None,
+        votes: Votes | None = None,
     ) -> list[Study]:
         """The studies that bear on ``query``, strongest designs first, each with its findings.
 
@@ -382,10 +382,11 @@ class EvidenceGatherer:
                 :meth:`assistant.answers.answer.Answerer.subject`): like a subject treatment
                 beside examples, they restrict the answer and the others bring only the
                 studies that also mention them.
-            votes: the votes of the similar questions of the bank (document id -> share that
-                needed it; :mod:`assistant.answers.precedents`), None without a bank: a study
-                most of them needed joins, and a study that only a treatment or outcome of the
-                question brings must have been needed by one of them.
+            votes: the votes of the similar questions of the bank
+                (:mod:`assistant.answers.precedents`), None without a bank: a study most of
+                them needed joins, a study that only a treatment or outcome of the question
+                brings must have been needed by one of them, and in a patient answer a study
+                the cut keeps must have been relevant to enough of them.
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
@@ -529,7 +530,7 @@ class EvidenceGatherer:
                 s.route = s.route or "outcome"
                 picked.append(s)
         if votes is not None:  # what only the vocabulary brings, and no similar question needed
-            picked = [s for s in picked if s in kept or id(s) in first_picks or votes.get(s.doc_id, 0.0) > 0.0]
+            picked = [s for s in picked if s in kept or id(s) in first_picks or votes.needed.get(s.doc_id, 0.0) > 0.0]
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
         kept.extend(s for s in picked if s not in kept)
         order = {id(s): i for i, s in enumerate(picked)}
@@ -542,12 +543,18 @@ class EvidenceGatherer:
                 -s.relevance,
             )
         )
+        if votes is not None and patient:  # the looser cut of patient answers, checked by the precedents
+            kept = [
+                s
+                for s in kept
+                if s.route != "cut" or s.rank == 0 or votes.relevant.get(s.doc_id, 0.0) >= PATIENT_RELEVANT_VOTE
+            ]
         kept = kept[:MAX_STUDIES]
-        if votes:  # the studies most similar questions needed, in the room left
+        if votes is not None:  # the studies most similar questions needed, in the room left
             needed = [
                 s
                 for s in candidates
-                if votes.get(s.doc_id, 0.0) >= PRECEDENT_VOTE
+                if votes.needed.get(s.doc_id, 0.0) >= PRECEDENT_VOTE
                 and s not in kept
                 # not a study titled for a treatment the question does not name ("And Pilates?"
                 # after yoga: not the yoga review that questions on both needed)
@@ -556,7 +563,7 @@ class EvidenceGatherer:
                 and (not compared or self.catalog.mentions(s.doc_id) & compared)
                 and (not named or s.doc_id in named)
             ]
-            for s in sorted(needed, key=lambda s: -votes.get(s.doc_id, 0.0))[: MAX_STUDIES - len(kept)]:
+            for s in sorted(needed, key=lambda s: -votes.needed.get(s.doc_id, 0.0))[: MAX_STUDIES - len(kept)]:
                 s.route = s.route or "precedent"
                 kept.append(s)
         select_findings(kept, exclude_rows or set(), self._vectors)

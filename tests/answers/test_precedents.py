@@ -20,9 +20,9 @@ def _unit(*xs: float) -> np.ndarray:
 
 def _bank(neighbours: int = 2) -> Precedents:
     items = [
-        Precedent("yoga chronic", frozenset({1, 2}), "A"),
-        Precedent("yoga again", frozenset({1}), "B"),
-        Precedent("rats", frozenset({3}), "B"),
+        Precedent("yoga chronic", frozenset({1, 2}), frozenset({1, 2, 3}), "A"),
+        Precedent("yoga again", frozenset({1}), frozenset({1}), "B"),
+        Precedent("rats", frozenset({3}), frozenset({3}), "B"),
     ]
     vectors = np.vstack([_unit(1, 0.1, 0), _unit(1, 0, 0.1), _unit(0, 0, 1)])
     return Precedents(items, vectors, {1: "ref-1", 2: "ref-2", 3: "ref-3"}, neighbours=neighbours)
@@ -30,22 +30,23 @@ def _bank(neighbours: int = 2) -> Precedents:
 
 def test_votes_are_the_weighted_share_of_similar_questions_that_needed_a_study() -> None:
     votes = _bank().votes(_unit(1, 0, 0))
-    assert votes["ref-1"] == pytest.approx(1.0)  # both neighbours needed it
-    assert 0.4 < votes["ref-2"] < 0.6  # one of two about equally similar neighbours
-    assert "ref-3" not in votes  # the rat question is not among the two most similar
+    assert votes.needed["ref-1"] == pytest.approx(1.0)  # both neighbours needed it
+    assert 0.4 < votes.needed["ref-2"] < 0.6  # one of two about equally similar neighbours
+    assert "ref-3" not in votes.needed  # the rat question is not among the two most similar...
+    assert 0.4 < votes.relevant["ref-3"] < 0.6  # ... but the first one found it relevant
 
 
 def test_a_group_left_out_does_not_vote_and_comes_back_after() -> None:
     bank = _bank()
     with bank.excluding("A"):
-        assert "ref-2" not in bank.votes(_unit(1, 0, 0))  # only batch A's question needed it
-        assert set(bank.votes(_unit(1, 0, 0))) == {"ref-1", "ref-3"}
-    assert "ref-2" in bank.votes(_unit(1, 0, 0))
+        assert "ref-2" not in bank.votes(_unit(1, 0, 0)).needed  # only batch A's question needed it
+        assert set(bank.votes(_unit(1, 0, 0)).needed) == {"ref-1", "ref-3"}
+    assert "ref-2" in bank.votes(_unit(1, 0, 0)).needed
 
 
 def test_references_the_index_lacks_get_no_vote() -> None:
-    bank = Precedents([Precedent("q", frozenset({7, 1}), "A")], _unit(1, 0)[None, :], {1: "ref-1"})
-    assert bank.votes(_unit(1, 0)) == {"ref-1": pytest.approx(1.0)}
+    bank = Precedents([Precedent("q", frozenset({7, 1}), frozenset({7, 1}), "A")], _unit(1, 0)[None, :], {1: "ref-1"})
+    assert bank.votes(_unit(1, 0)).needed == {"ref-1": pytest.approx(1.0)}
 
 
 def _write(path: Path, rows: list[dict]) -> Path:  # type: ignore[type-arg]
@@ -68,7 +69,7 @@ def test_the_bank_is_the_dev_split_with_history_and_batch(tmp_path: Path) -> Non
             {"_id": "t1", "split": "test", "batch": "T", "text": "held out", "relevance": {"5": 2}},
         ],
     )
-    assert read_bank(path) == [("Q1", ["Q0"], frozenset({20}), "A")]
+    assert read_bank(path) == [("Q1", ["Q0"], frozenset({20}), frozenset({20, 3}), "A")]
 
 
 @pytest.mark.parametrize(
@@ -98,7 +99,7 @@ def test_bank_vectors_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path: Path) 
     def load():  # type: ignore[no-untyped-def]
         return load_precedents(path, lambda t, h: t.lower(), encode, {1: "ref-1"}, tmp_path / "cache", "index-1")
 
-    assert load().votes(_unit(1, 0)) == {"ref-1": pytest.approx(1.0)}  # type: ignore[union-attr]
+    assert load().votes(_unit(1, 0)).needed == {"ref-1": pytest.approx(1.0)}  # type: ignore[union-attr]
     load()
     assert calls == [["q1"]]  # the second load read the cache
     (cached,) = (tmp_path / "cache").iterdir()
@@ -181,3 +182,17 @@ def test_the_evaluation_leaves_each_dev_batch_out_of_the_bank(bot, tmp_path: Pat
     finally:
         del bank.votes
     assert seen == [item["batch"]]
+
+
+def test_a_patient_answer_keeps_what_similar_questions_found_relevant(bot) -> None:  # type: ignore[no-untyped-def]
+    """The patient cut is looser; a study it keeps that no similar question of the bank found
+    relevant leaves: the review of exercise for chronic LBP in general [48] does not answer
+    whether a group class is as good as one-to-one physiotherapy."""
+    from assistant.answers.answer import Answerer
+
+    question = "Is a group exercise class as good as one-to-one physio for my back?"
+    without = Answerer(bot.retriever, bot.settings.with_(precedents="off"))
+    assert 48 in {c.n for c in without.ask(question, mode="patient").citations}
+    answer = bot.ask(question, mode="patient")
+    cited = {c.n for c in answer.citations}
+    assert 48 not in cited and cited & {26, 29}
