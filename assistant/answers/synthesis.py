@@ -38,7 +38,7 @@ import numpy as np
 
 from assistant.answers.catalog import QUOTABLE_SECTIONS_EXCLUDED, Catalog
 from assistant.answers.evidence import sentence_phases
-from assistant.answers.precedents import PATIENT_RELEVANT_VOTE, PRECEDENT_VOTE, Votes
+from assistant.answers.precedents import PATIENT_RELEVANT_VOTE, PRECEDENT_VOTE, RELEVANT_VOTE, VOTED_ROUTES, Votes
 from assistant.answers.questions import (
     Treatments,
     Vocabulary,
@@ -385,8 +385,9 @@ class EvidenceGatherer:
             votes: the votes of the similar questions of the bank
                 (:mod:`assistant.answers.precedents`), None without a bank: a study most of
                 them needed joins, a study that only a treatment or outcome of the question
-                brings must have been needed by one of them, and in a patient answer a study
-                the cut keeps must have been relevant to enough of them.
+                brings must have been needed by one of them, and a study the cut or the
+                vocabulary keeps (not the best document) must have been relevant to enough of
+                them.
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
@@ -413,7 +414,8 @@ class EvidenceGatherer:
         # How the studies were run ("how strong is the evidence?") chooses sentences, not studies:
         # a study that does not rate its evidence still bears on the question.
         reported = [a for a in aspects if a not in self.evidence_aspects]
-        if aspects_strict and not reported and not facets and not BODY_OF_EVIDENCE_ASPECTS & set(aspects):
+        evidence_only = aspects_strict and not reported and not facets and not BODY_OF_EVIDENCE_ASPECTS & set(aspects)
+        if evidence_only:
             # ... unless the question is about nothing else ("What dropout rates do LBP exercise
             # trials report?"): then the studies that report it answer
             reported = list(aspects)
@@ -432,19 +434,24 @@ class EvidenceGatherer:
                 s.coverage = s.coverage / most_coverage if most_coverage > 0 else 1.0
             most_coverage = 1.0  # already relative: a patient answer must not divide again
 
-        def on_topic(s: Study) -> bool:
-            """Whether ``s`` is about what the question restricts the answer to: a named
-            treatment keeps the answer to the studies that mention it, and to the best document
-            ("staying active in my spare time" is activity, not advice to stay active); a named
-            outcome to the studies that report it, and to the best document."""
+        def on_treatment(s: Study) -> bool:
+            """Whether ``s`` mentions the treatments the question restricts the answer to
+            (and, for a comparing follow-up, what it compares them with)."""
             mentions = self.catalog.mentions(s.doc_id)
-            return (
-                (not strict or general or bool(mentions & required) or s.rank == 0)
-                and (not compared or bool(mentions & compared) or s.rank == 0)
-                and (not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported) or s.rank == 0)
-            )
+            return (not strict or general or bool(mentions & required)) and (not compared or bool(mentions & compared))
 
-        kept = [s for s in candidates if self.relevant(s, asked, patient, most_coverage) and on_topic(s)]
+        def on_outcome(s: Study) -> bool:
+            """Whether ``s`` reports the outcomes the question restricts the answer to."""
+            return not aspects_strict or any(s.doc_id in self.catalog.reporting(a) for a in reported)
+
+        # a named treatment keeps the answer to the studies that mention it, and to the best
+        # document ("staying active in my spare time" is activity, not advice to stay active);
+        # a named outcome to the studies that report it, and to the best document
+        kept = [
+            s
+            for s in candidates
+            if self.relevant(s, asked, patient, most_coverage) and (s.rank == 0 or (on_treatment(s) and on_outcome(s)))
+        ]
         named = studies_named(query, self.catalog.authors())  # "Searle et al. (2015)": always kept
         kept.extend(s for s in candidates if s.doc_id in named and s not in kept)
         if named:  # the question is about the studies it names (and the treatments it names)
@@ -543,11 +550,15 @@ class EvidenceGatherer:
                 -s.relevance,
             )
         )
-        if votes is not None and patient:  # the looser cut of patient answers, checked by the precedents
+        if votes is not None:  # what the cut and the vocabulary keep, checked by the precedents
+            bar = PATIENT_RELEVANT_VOTE if patient else RELEVANT_VOTE
             kept = [
                 s
                 for s in kept
-                if s.route != "cut" or s.rank == 0 or votes.relevant.get(s.doc_id, 0.0) >= PATIENT_RELEVANT_VOTE
+                if s.route not in VOTED_ROUTES
+                or s.rank == 0
+                or id(s) in first_picks  # a treatment the question names keeps its best study
+                or votes.relevant.get(s.doc_id, 0.0) >= bar
             ]
         kept = kept[:MAX_STUDIES]
         if votes is not None:  # the studies most similar questions needed, in the room left
@@ -558,9 +569,11 @@ class EvidenceGatherer:
                 and s not in kept
                 # not a study titled for a treatment the question does not name ("And Pilates?"
                 # after yoga: not the yoga review that questions on both needed)
-                and (on_topic(s) or not (strict and self._titled_other(s.doc_id, facets)))
-                # and against what a follow-up compares its subject with
+                and (on_treatment(s) or not (strict and self._titled_other(s.doc_id, facets)))
+                # and against what a follow-up compares its subject with; reporting what a
+                # question about nothing but an aspect of the evidence asks ("what dropout rates?")
                 and (not compared or self.catalog.mentions(s.doc_id) & compared)
+                and (not evidence_only or on_outcome(s))
                 and (not named or s.doc_id in named)
             ]
             for s in sorted(needed, key=lambda s: -votes.needed.get(s.doc_id, 0.0))[: MAX_STUDIES - len(kept)]:

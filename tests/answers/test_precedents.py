@@ -133,15 +133,12 @@ def test_lbp_precedents_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_study_that_similar_questions_needed_joins_the_answer(bot) -> None:  # type: ignore[no-untyped-def]
-    """Sending a patient with acute LBP to exercise or McKenzie, or advising to keep active: the
+    """Prescribing exercise or McKenzie in acute LBP, or advising to stay active: the
     Cochrane review whose acute-LBP result is no benefit [20] does not name McKenzie or advice, so
     the treatment filter leaves it out; the bank's questions on acute LBP needed it."""
     from assistant.answers.answer import Answerer
 
-    question = (
-        "For acute low back pain of a few days, should I send the patient for an exercise programme "
-        "or McKenzie, or is advice to keep active sufficient?"
-    )
+    question = "Acute LBP of a few days: is exercise therapy or McKenzie worth prescribing, or is advice to stay active enough?"
     assert bot.answerer.precedents is not None and len(bot.answerer.precedents) > 100
     without = Answerer(bot.retriever, bot.settings.with_(precedents="off"))
     assert without.precedents is None
@@ -196,3 +193,16 @@ def test_a_patient_answer_keeps_what_similar_questions_found_relevant(bot) -> No
     answer = bot.ask(question, mode="patient")
     cited = {c.n for c in answer.citations}
     assert 48 not in cited and cited & {26, 29}
+
+
+def test_a_clinician_answer_keeps_what_similar_questions_found_relevant(bot) -> None:  # type: ignore[no-untyped-def]
+    """The outcome vocabulary brings every study that reports a dose; the trials of McKenzie [35]
+    and of core stability [38] report theirs, but no similar question found them relevant to
+    how much exercise is needed, and they leave; the dose studies stay."""
+    from assistant.answers.answer import Answerer
+
+    question = "What exercise dose or frequency of sessions is needed for chronic low back pain?"
+    without = Answerer(bot.retriever, bot.settings.with_(precedents="off"))
+    assert {35, 38} <= {c.n for c in without.ask(question).citations}
+    cited = {c.n for c in bot.ask(question).citations}
+    assert not cited & {35, 38} and {24, 46} <= cited
