@@ -94,6 +94,15 @@ OOS_REASON = {
     "imaging": "Scans and tests are outside what this assistant covers.",
     "instructions": "This assistant only answers questions about the evidence and follows no other instructions.",
 }
+OOS_REASON_PATIENT = {
+    "dosing": "I can't help with medicines or how much of them to take.",
+    "medication": "I can't help with medicines.",
+    "surgery": "I can't help with questions about surgery.",
+    "procedure": "I can't help with shots or other procedures.",
+    "imaging": "I can't help with scans or tests.",
+    "instructions": "I only answer questions on exercise and back pain.",
+}
+"""The same reasons in plain words (patient answers stay at grade 8 or below, abstentions too)."""
 RED_FLAG_SCOPE_CLINICIAN = "The exercise evidence indexed here concerns nonspecific low back pain; it does not apply until serious causes are excluded."
 RED_FLAG_SCOPE_PATIENT = "Exercise advice is for common back pain. Get checked first."
 MAX_JUDGED_SENTENCES = 4
@@ -192,6 +201,7 @@ class Answerer:
             doc_of_ref,
             cache_dir(self.settings.adapt_cache).parent / "precedents",
             key,
+            lambda doc_id: [(row, self.index.sentences[row]["text"]) for row in self.index.sentence_rows(doc_id)],
         )
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -384,7 +394,7 @@ class Answerer:
         if no_match:
             first = "No indexed passage matches the selected filters."
         elif intent in OOS_REASON:
-            first = OOS_REASON[intent]
+            first = (OOS_REASON_PATIENT if mode == "patient" else OOS_REASON)[intent]
         else:
             first = ABSTAIN_PATIENT if mode == "patient" else ABSTAIN_CLINICIAN
         suggestion = SUGGEST_PATIENT if mode == "patient" else SUGGEST_CLINICIAN

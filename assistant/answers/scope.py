@@ -137,11 +137,23 @@ class Coverage:
     intent: str | None = None
 
 
+_ASKED = re.compile(r"[^.?!]*\?")
+MEDICINE_INTENTS = frozenset({"dosing", "medication"})
+
+
 def detect_intent(question: str) -> str | None:
     """The out-of-scope intent of ``question`` (``dosing``, ``medication``, ``surgery``,
-    ``procedure``, ``imaging``, ``instructions``), or None."""
+    ``procedure``, ``imaging``, ``instructions``), or None.
+
+    A medicine named only in what the message tells, not in what it asks, is context: "My
+    doctor said keep moving and take paracetamol. Should I do exercises, or rest in bed?" asks
+    about exercise (the medicine intents are judged on the sentences that end with a question
+    mark, when the message has both)."""
+    asked = " ".join(m.group(0) for m in _ASKED.finditer(question))
+    told = asked.strip() and len(asked.strip()) < len(question.strip())
     for intent, pattern in _OUT_OF_SCOPE_INTENTS.items():
-        if pattern.search(question) and not (intent == "medication" and _NOT_MEDICINE.search(question)):
+        text = asked if told and intent in MEDICINE_INTENTS else question
+        if pattern.search(text) and not (intent == "medication" and _NOT_MEDICINE.search(text)):
             return intent
     return None
 

@@ -85,7 +85,9 @@ def select_findings(
         for _ in range(PER_STUDY + (1 if len(ordered) <= FEW_STUDIES else 0)):
             for study in ordered:
                 pool, mine = pools[id(study)], chosen[id(study)]
-                top = pool[0].score if pool else 0.0
+                # the bar is set by the best score without the precedents' bonus: a sentence
+                # that answered similar questions comes in more easily, and keeps no other out
+                top = max((f.score - f.precedent for f in pool), default=0.0)
                 while pool and len(taken) < MAX_FINDINGS:
                     f = pool.pop(0)
                     # A further result in another direction ("no difference in acute LBP" after a

@@ -30,6 +30,8 @@ class Finding:
         also: (refs, passage_id, text) of near-identical sentences of other studies that
             say the same thing (their studies are cited with this claim).
         on_facet: it names a treatment or outcome the question asks about.
+        precedent: the part of ``score`` it owes to stating key facts of similar questions
+            (:data:`assistant.answers.precedents.FACT_BONUS`).
     """
 
     row: int
@@ -43,6 +45,7 @@ class Finding:
     phases: tuple[str, ...]
     also: tuple[tuple[tuple[int, ...], str, str], ...] = ()
     on_facet: bool = False
+    precedent: float = 0.0
 
     @property
     def all_refs(self) -> tuple[int, ...]:

@@ -38,7 +38,15 @@ import numpy as np
 
 from assistant.answers.catalog import QUOTABLE_SECTIONS_EXCLUDED, Catalog
 from assistant.answers.evidence import sentence_phases
-from assistant.answers.precedents import PATIENT_RELEVANT_VOTE, PRECEDENT_VOTE, RELEVANT_VOTE, VOTED_ROUTES, Votes
+from assistant.answers.precedents import (
+    CLOSE_PRECEDENT,
+    FACT_BONUS,
+    PATIENT_RELEVANT_VOTE,
+    PRECEDENT_VOTE,
+    RELEVANT_VOTE,
+    VOTED_ROUTES,
+    Votes,
+)
 from assistant.answers.questions import (
     Treatments,
     Vocabulary,
@@ -171,11 +179,13 @@ class EvidenceGatherer:
         facets: Sequence[str] = (),
         question: str = "",
         named: Sequence[str] = (),
+        stating: Mapping[int, float] | None = None,
     ) -> list[Finding]:
         """The document's quotable sentences for ``audience``, best first. A method sentence
         is quotable when it gives a figure on an aspect of the evidence that the question
         names (``named``): "how many were lost to follow-up?" is answered by "12-month data
-        were available for 68 of 97"."""
+        were available for 68 of 97". ``stating``: sentence row -> the share of similar
+        questions one of whose key facts it states (:mod:`assistant.answers.precedents`)."""
         infos = [
             s
             for s in self.catalog.sentences_of(doc_id)
@@ -204,6 +214,8 @@ class EvidenceGatherer:
             score += ASKED_BONUS if s.direction in wanted else 0.0
             score -= DANGLING_PENALTY if DANGLING.match(rec["text"]) else 0.0
             score += LEAD_BONUS if named and set(named) & self.catalog.labels_of(s.row) else 0.0
+            precedent = FACT_BONUS * stating.get(s.row, 0.0) if stating else 0.0
+            score += precedent
             out.append(
                 Finding(
                     s.row,
@@ -216,6 +228,7 @@ class EvidenceGatherer:
                     s.direction,
                     s.phases,
                     on_facet=on_facet,
+                    precedent=precedent,
                 )
             )
         out.sort(key=lambda f: (-f.score, f.row))
@@ -252,10 +265,13 @@ class EvidenceGatherer:
             return named, True
         return treatments_in(outcome_words(self.expand(question)), self.outcomes), False
 
-    def candidates(self, query: str, hits: Sequence[Hit], allowed: Collection[str] | None = None) -> list[Study]:
+    def candidates(
+        self, query: str, hits: Sequence[Hit], allowed: Collection[str] | None = None, votes: Votes | None = None
+    ) -> list[Study]:
         """The candidate studies with their scored findings (no cut yet); see the module docstring.
         ``allowed``: the documents the search was restricted to (filters, a design asked
-        about); the studies about a treatment or outcome join only from these."""
+        about); the studies about a treatment or outcome join only from these. ``votes``: the
+        precedents' votes (their sentence votes rank each study's sentences)."""
         expanded = self.expand(query)
         facets, _ = self.facets(query)
         aspects, named = self.aspects(query)
@@ -295,8 +311,10 @@ class EvidenceGatherer:
                 facets=tuple(f for f in facets if f in about.get(doc_id, ())),
                 coverage=covered(doc_id),
             )
-            study.findings = self._findings(doc_id, q, "clinician", asked, (*facets, *aspects), expanded, named_aspects)
-            study.plain = self._findings(doc_id, q, "patient", asked, (*facets, *aspects), expanded, named_aspects)
+            labels = (*facets, *aspects)
+            stating = votes.sentences if votes is not None else None
+            study.findings = self._findings(doc_id, q, "clinician", asked, labels, expanded, named_aspects, stating)
+            study.plain = self._findings(doc_id, q, "patient", asked, labels, expanded, named_aspects, stating)
             out.append(study)
         return out
 
@@ -424,7 +442,7 @@ class EvidenceGatherer:
         animals_asked = about_animals(expanded)
         candidates = [
             s
-            for s in self.candidates(query, hits, allowed)
+            for s in self.candidates(query, hits, allowed, votes)
             if not population_conflicts(asked, s.meta) and (s.findings or s.plain)
         ]
         most_coverage = max((s.coverage for s in candidates), default=0.0)
@@ -536,7 +554,8 @@ class EvidenceGatherer:
             for s in sorted(reporting, key=lambda s: (other_phase(s), -s.relevance))[:ASPECT_DOCS]:
                 s.route = s.route or "outcome"
                 picked.append(s)
-        if votes is not None:  # what only the vocabulary brings, and no similar question needed
+        if votes is not None and votes.closest >= CLOSE_PRECEDENT:  # what only the vocabulary brings, and no
+            # similar question needed
             picked = [s for s in picked if s in kept or id(s) in first_picks or votes.needed.get(s.doc_id, 0.0) > 0.0]
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
         kept.extend(s for s in picked if s not in kept)
@@ -550,7 +569,8 @@ class EvidenceGatherer:
                 -s.relevance,
             )
         )
-        if votes is not None:  # what the cut and the vocabulary keep, checked by the precedents
+        if votes is not None and votes.closest >= CLOSE_PRECEDENT:  # what the cut and the vocabulary keep, checked
+            # by the precedents (when one of them is close enough to judge)
             bar = PATIENT_RELEVANT_VOTE if patient else RELEVANT_VOTE
             kept = [
                 s

@@ -80,13 +80,19 @@ class FeedbackStore(FeedbackBackend):
     def _connect(self) -> Iterator[sqlite3.Connection]:
         if not self._ready:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._init_lock:
+                if not self._ready:
+                    # on a connection of its own: one that read the schema before another
+                    # process added the unique index keeps the old schema when it compiles an
+                    # INSERT ... ON CONFLICT (request_id), which then fails to compile
+                    init = sqlite3.connect(self.path, timeout=30)
+                    try:
+                        self._initialize(init)
+                    finally:
+                        init.close()
+                    self._ready = True
         conn = sqlite3.connect(self.path, timeout=30)
         try:
-            if not self._ready:
-                with self._init_lock:
-                    if not self._ready:
-                        self._initialize(conn)
-                        self._ready = True
             with conn:  # one transaction, committed on success
                 yield conn
         finally:

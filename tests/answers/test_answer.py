@@ -68,13 +68,16 @@ def test_bed_rest_answer_cites_the_cochrane_review(bot) -> None:  # type: ignore
 def test_a_later_part_keeps_to_the_whole_question(bot) -> None:  # type: ignore[no-untyped-def]
     """Part 2 ("how long does the protective effect last?") is about recurrences: the trial of
     Alexander lessons and massage [33], which followed people up for a year but measured no
-    recurrence and is not among the hits of the whole question, stays out."""
+    recurrence and is not among the hits of the whole question, stays out; how long the
+    protection lasts is answered by the recurrence reviews themselves (the sentences that
+    answered similar questions come first, so part 1 may already state it)."""
     question = (
         "Do exercise programmes reduce recurrences of low back pain, and how long does the protective effect last?"
     )
     answer = bot.ask(question)
     cited = {c.n for c in answer.citations}
-    assert "Part 2 of 2" in answer.answer and {18, 50} <= cited and 33 not in cited
+    assert {18, 50} <= cited and 33 not in cited
+    assert any("year" in s["text"] and set(s["refs"]) & {18, 50} for s in answer.sentences)
     assert "ref-33" not in {h.doc_id for h in bot.search(question, k=40)}
 
 

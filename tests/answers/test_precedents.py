@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.answers.precedents import Precedent, Precedents, load_precedents, read_bank
+from assistant.answers.precedents import Fact, Precedent, Precedents, load_precedents, read_bank
 from assistant.config import DEFAULT_CORPUS_DIR, DEFAULT_PRECEDENTS, Settings
 from assistant.errors import FormatError
 
@@ -44,6 +44,22 @@ def test_a_group_left_out_does_not_vote_and_comes_back_after() -> None:
     assert "ref-2" in bank.votes(_unit(1, 0, 0)).needed
 
 
+def test_sentences_that_state_a_similar_question_s_key_facts_get_its_vote() -> None:
+    fact = Fact((1,), (("halved", "50%"), ("recurrence",)))
+    assert fact.stated_in("Exercise HALVED the recurrence rate") and not fact.stated_in("Exercise halved pain")
+    texts = {
+        "ref-1": [(10, "Exercise halved the recurrence rate."), (11, "Pain fell.")],
+        "ref-2": [(20, "halved recurrence")],
+    }
+    bank = Precedents(
+        [Precedent("recurrence", frozenset({1}), frozenset({1}), "A", (fact,))],
+        _unit(1, 0)[None, :],
+        {1: "ref-1", 2: "ref-2"},
+        sentences_of=lambda doc_id: texts[doc_id],
+    )
+    assert bank.votes(_unit(1, 0)).sentences == {10: pytest.approx(1.0)}  # not ref 2's: not the fact's reference
+
+
 def test_references_the_index_lacks_get_no_vote() -> None:
     bank = Precedents([Precedent("q", frozenset({7, 1}), frozenset({7, 1}), "A")], _unit(1, 0)[None, :], {1: "ref-1"})
     assert bank.votes(_unit(1, 0)).needed == {"ref-1": pytest.approx(1.0)}
@@ -69,7 +85,8 @@ def test_the_bank_is_the_dev_split_with_history_and_batch(tmp_path: Path) -> Non
             {"_id": "t1", "split": "test", "batch": "T", "text": "held out", "relevance": {"5": 2}},
         ],
     )
-    assert read_bank(path) == [("Q1", ["Q0"], frozenset({20}), frozenset({20, 3}), "A")]
+    (row,) = read_bank(path)
+    assert (row.text, row.history, row.essential, row.relevant, row.group) == ("Q1", ("Q0",), {20}, {20, 3}, "A")
 
 
 @pytest.mark.parametrize(
@@ -206,3 +223,40 @@ def test_a_clinician_answer_keeps_what_similar_questions_found_relevant(bot) -> 
     assert {35, 38} <= {c.n for c in without.ask(question).citations}
     cited = {c.n for c in bot.ask(question).citations}
     assert not cited & {35, 38} and {24, 46} <= cited
+
+
+def test_the_sentence_that_answered_similar_questions_is_quoted(bot) -> None:  # type: ignore[no-untyped-def]
+    """Similar questions on Pilates were answered by the review's bottom line ("supports Pilates
+    over minimal care but cannot rank it above other exercise"), which without the bank loses
+    its place to a framing sentence about the journal republication."""
+    from assistant.answers.answer import Answerer
+
+    question = "Is Pilates effective for chronic low back pain?"
+    line = "the review supports Pilates over minimal care"
+    without = Answerer(bot.retriever, bot.settings.with_(precedents="off"))
+    assert not any(line in s["text"] for s in without.ask(question).sentences)
+    answer = bot.ask(question)
+    assert any(line in s["text"] and s["refs"] == [30] for s in answer.sentences)
+
+
+def test_votes_name_how_close_the_closest_precedent_is() -> None:
+    assert _bank().votes(_unit(1, 0, 0)).closest == pytest.approx(float(_unit(1, 0.1, 0) @ _unit(1, 0, 0)))
+
+
+def test_studies_leave_by_the_votes_only_when_a_precedent_is_close(bot) -> None:  # type: ignore[no-untyped-def]
+    """Votes that found nothing relevant empty the cut's studies (but the best document) when the
+    closest bank question is close, and change nothing when it is not."""
+    from assistant.answers.precedents import CLOSE_PRECEDENT, Votes
+
+    gatherer = bot.answerer.gatherer
+    question = "Does exercise therapy help chronic low back pain?"
+    hits = bot.retriever.search(question, k=40, method="hybrid")
+
+    def kept(votes):  # type: ignore[no-untyped-def]
+        return [s.doc_id for s in gatherer.gather(question, hits, votes=votes)]
+
+    alone = kept(None)
+    assert len(alone) >= 3
+    assert kept(Votes({}, {}, {}, CLOSE_PRECEDENT - 0.05)) == alone
+    judged = kept(Votes({}, {}, {}, CLOSE_PRECEDENT + 0.05))
+    assert judged and set(judged) < set(alone)

@@ -49,7 +49,12 @@ def test_unknown_terms_need_higher_similarity() -> None:
      ("Should I get an X-ray of my lower back?", "imaging"), ("Should I have a scan before I start physio?", "imaging"),
      ("Will imaging help decide which exercise to do?", "imaging"),
      ("A scan showed a worn disc in my lower back. Can exercise still help?", None),
-     ("My MRI showed a bulging disc. Is yoga safe for me?", None)],
+     ("My MRI showed a bulging disc. Is yoga safe for me?", None),
+     # a medicine told as context, exercise asked about; a medicine asked about after a story
+     ("My doctor said keep moving and take paracetamol. Should I do exercises, or rest in bed?", None),
+     ("I take 400 mg ibuprofen daily. Is walking good for my back?", None),
+     ("I take ibuprofen for my back. How much can I take in a day?", "dosing"),
+     ("My back hurts after gardening. Which painkillers work best?", "medication")],
 )  # fmt: skip
 def test_intents(question: str, intent: str | None) -> None:
     assert detect_intent(question) == intent
@@ -63,3 +68,13 @@ def test_repeated_words_are_collapsed_before_judging() -> None:
     assert collapse_repeats("Is walking good? really really Really really") == "Is walking good? really"
     assert collapse_repeats("back pain, pain pain and more") == "back pain and more"
     assert collapse_repeats("bed rest or rest and exercise") == "bed rest or rest and exercise"
+
+
+def test_patient_abstentions_are_plain() -> None:
+    """Every out-of-scope reason a patient reads, with its suggestion, stays at grade 8 or below."""
+    from assistant.answers.answer import ABSTAIN_PATIENT, OOS_REASON, OOS_REASON_PATIENT, SUGGEST_PATIENT
+    from assistant.answers.patient import MAX_PATIENT_GRADE, readability_grade
+
+    assert set(OOS_REASON_PATIENT) == set(OOS_REASON)
+    for reason in [*OOS_REASON_PATIENT.values(), ABSTAIN_PATIENT]:
+        assert readability_grade(f"{reason} {SUGGEST_PATIENT}") <= MAX_PATIENT_GRADE
