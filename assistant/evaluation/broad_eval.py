@@ -135,8 +135,8 @@ def format_broad(report: Mapping[str, Any]) -> str:
 def candidate_table(bot: Any, dataset: Path, split: str = "dev") -> str:
     """The candidate studies of every broad question of ``split`` with the features the
     evidence cut uses (rank, relative fused score, best result-sentence similarity, the
-    treatments they are about), why the cut keeps them (``Study.route``; ``-``: not kept)
-    and their relevance grade."""
+    treatments they are about, and the precedents' votes, the question's batch left out of the
+    bank), why the cut keeps them (``Study.route``; ``-``: not kept) and their relevance grade."""
     from assistant.answers.conversation import standalone_query
     from assistant.answers.questions import split_question
     from assistant.files import read_jsonl
@@ -153,13 +153,19 @@ def candidate_table(bot: Any, dataset: Path, split: str = "dev") -> str:
         )
         part = split_question(query)[0]
         hits = bot.retriever.search(part, k=40, method="hybrid")
-        kept = {s.doc_id: s.route for s in answerer.gatherer.gather(part, hits)}
+        bank = answerer.precedents  # the votes as the evaluation gets them: the item's batch left out
+        with bank.excluding(item.get("batch", item["_id"])) if bank is not None else contextlib.nullcontext():
+            votes = bank.votes(answerer.gatherer.encode(answerer.gatherer.expand(query))) if bank is not None else None
+        patient = item["mode"] == "patient"
+        kept = {s.doc_id: s.route for s in answerer.gatherer.gather(part, hits, patient=patient, votes=votes)}
         lines.append(f"{item['_id']} {item['mode']}: {part}")
         grades = {f"ref-{k}": int(v) for k, v in item["relevance"].items()}
-        for s in answerer.gatherer.candidates(part, hits):
+        for s in answerer.gatherer.candidates(part, hits, votes=votes):
+            needed = f" needed={votes.needed.get(s.doc_id, 0.0):.2f}" if votes is not None else ""
+            relevant = f" relevant={votes.relevant.get(s.doc_id, 0.0):.2f}" if votes is not None else ""
             lines.append(
                 f"  {kept.get(s.doc_id, '-'):9} grade={grades.get(s.doc_id, 0)} {s.doc_id:8} "
                 f"rank={s.rank:>2} relative={s.relative_score:.2f} similarity={s.top_similarity:.2f} "
-                f"level={s.level} about={', '.join(s.facets) or '-'}"
+                f"level={s.level} about={', '.join(s.facets) or '-'}{needed}{relevant}"
             )
     return "\n".join(lines)
