@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import threading
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,6 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from assistant.documents.beir_corpus import read_jsonl_records
 from assistant.errors import FormatError
 from assistant.files import write_atomic
 
@@ -237,15 +237,7 @@ def read_bank(path: Path, split: str = "dev") -> list[BankRow]:
             file and line).
     """
     rows = []
-    for line, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            item = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise FormatError(path, line, f"invalid JSON: {exc.msg}") from None
-        if not isinstance(item, dict):
-            raise FormatError(path, line, "each line must be a JSON object")
+    for line, item in read_jsonl_records(path):
         if item.get("split", "dev") != split:
             continue
         text, relevance = item.get("text"), item.get("relevance")
