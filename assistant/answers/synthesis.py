@@ -554,8 +554,9 @@ class EvidenceGatherer:
             for s in sorted(reporting, key=lambda s: (other_phase(s), -s.relevance))[:ASPECT_DOCS]:
                 s.route = s.route or "outcome"
                 picked.append(s)
-        if votes is not None and votes.closest >= CLOSE_PRECEDENT:  # what only the vocabulary brings, and no
-            # similar question needed
+        # the precedents judge what the cut and the vocabulary keep when one of them is close enough
+        judged = votes is not None and votes.closest >= CLOSE_PRECEDENT
+        if votes is not None and judged:  # what only the vocabulary brings, and no similar question needed
             picked = [s for s in picked if s in kept or id(s) in first_picks or votes.needed.get(s.doc_id, 0.0) > 0.0]
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
         kept.extend(s for s in picked if s not in kept)
@@ -569,8 +570,7 @@ class EvidenceGatherer:
                 -s.relevance,
             )
         )
-        if votes is not None and votes.closest >= CLOSE_PRECEDENT:  # what the cut and the vocabulary keep, checked
-            # by the precedents (when one of them is close enough to judge)
+        if votes is not None and judged:  # what the cut and the vocabulary keep, checked by the precedents
             bar = PATIENT_RELEVANT_VOTE if patient else RELEVANT_VOTE
             kept = [
                 s
