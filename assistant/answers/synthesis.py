@@ -482,7 +482,7 @@ class EvidenceGatherer:
         # one of its sentences that report a result names the treatment. Animal studies only when the
         # question is about animals or nothing else is about the treatment.
         picked: list[Study] = []
-        first_picks: set[int] = set()  # the best study of each treatment the question names
+        first_of: dict[int, str] = {}  # the best study of each treatment the question names -> that treatment
         for facet in facets:
             about = [
                 s
@@ -521,7 +521,7 @@ class EvidenceGatherer:
                 s.route = s.route or "treatment"
                 picked.append(s)
                 if strict and i == 0:  # a treatment the question names keeps its best study
-                    first_picks.add(id(s))
+                    first_of.setdefault(id(s), facet)
         # The best studies that report each outcome asked about, in a sentence close to the
         # question; for how studies were run ("how certain is the evidence for yoga?"), the
         # studies of the treatments the question names are those to report it.
@@ -557,7 +557,7 @@ class EvidenceGatherer:
         # the precedents judge what the cut and the vocabulary keep when one of them is close enough
         judged = votes is not None and votes.closest >= CLOSE_PRECEDENT
         if votes is not None and judged:  # what only the vocabulary brings, and no similar question needed
-            picked = [s for s in picked if s in kept or id(s) in first_picks or votes.needed.get(s.doc_id, 0.0) > 0.0]
+            picked = [s for s in picked if s in kept or id(s) in first_of or votes.needed.get(s.doc_id, 0.0) > 0.0]
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
         kept.extend(s for s in picked if s not in kept)
         order = {id(s): i for i, s in enumerate(picked)}
@@ -572,14 +572,14 @@ class EvidenceGatherer:
         )
         if votes is not None and judged:  # what the cut and the vocabulary keep, checked by the precedents
             bar = PATIENT_RELEVANT_VOTE if patient else RELEVANT_VOTE
-            kept = [
+            staying = [
                 s
                 for s in kept
-                if s.route not in VOTED_ROUTES
-                or s.rank == 0
-                or id(s) in first_picks  # a treatment the question names keeps its best study
-                or votes.relevant.get(s.doc_id, 0.0) >= bar
+                if s.route not in VOTED_ROUTES or s.rank == 0 or votes.relevant.get(s.doc_id, 0.0) >= bar
             ]
+            # a treatment the question names keeps its best study when no other study of it stays
+            covered = {f for s in staying for f in s.facets}
+            kept = [s for s in kept if s in staying or (id(s) in first_of and first_of[id(s)] not in covered)]
         kept = kept[:MAX_STUDIES]
         if votes is not None:  # the studies most similar questions needed, in the room left
             needed = [

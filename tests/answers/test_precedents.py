@@ -260,3 +260,19 @@ def test_studies_leave_by_the_votes_only_when_a_precedent_is_close(bot) -> None:
     assert kept(Votes({}, {}, {}, CLOSE_PRECEDENT - 0.05)) == alone
     judged = kept(Votes({}, {}, {}, CLOSE_PRECEDENT + 0.05))
     assert judged and set(judged) < set(alone)
+
+
+def test_a_named_treatment_keeps_one_study_not_every_pick(bot) -> None:  # type: ignore[no-untyped-def]
+    """Motor control exercise, named beside walking and strength training, keeps its studies only
+    while one of them is answered by the review that covers it [23]: the trials of stabilisation
+    against other exercise [38] leave, since no similar question found them relevant; walking
+    keeps its review [27]."""
+    from assistant.answers.answer import Answerer
+
+    question = (
+        "For chronic low back pain, is a walking programme as effective as strength training or motor control exercise?"
+    )
+    without = Answerer(bot.retriever, bot.settings.with_(precedents="off"))
+    assert 38 in {c.n for c in without.ask(question).citations}
+    cited = {c.n for c in bot.ask(question).citations}
+    assert {23, 27} <= cited and 38 not in cited
