@@ -113,6 +113,9 @@ class Votes:
     """Sentence row -> the same share for the questions one of whose key facts it states."""
     closest: float = 1.0
     """The cosine of the most similar question of the bank."""
+    known: frozenset[str] = frozenset()
+    """The documents some question of the bank graded: the votes judge only these (a study
+    added to the index after the bank was labelled has no votes, not votes against it)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ class Precedents:
         self.neighbours = neighbours
         self._essential = [tuple(doc_of_ref[n] for n in sorted(p.essential) if n in doc_of_ref) for p in precedents]
         self._relevant = [tuple(doc_of_ref[n] for n in sorted(p.relevant) if n in doc_of_ref) for p in precedents]
+        self.known = frozenset(d for docs in self._relevant for d in docs)
         self._stating = [_stating(p.facts, doc_of_ref, sentences_of) if sentences_of else () for p in precedents]
         self._groups = np.array([p.group for p in precedents])
         self._local = threading.local()
@@ -197,13 +201,13 @@ class Precedents:
         excluded = getattr(self._local, "group", None)
         pool = np.flatnonzero(self._groups != excluded) if excluded is not None else np.arange(len(self))
         if not len(pool):
-            return Votes({}, {}, {})
+            return Votes({}, {}, {}, known=self.known)
         sims = self.vectors[pool] @ np.asarray(vector, dtype=np.float32)
         order = np.argsort(-sims, kind="stable")[: self.neighbours]
         weights = np.clip(sims[order], 0.0, None) ** SIMILARITY_POWER
         total = float(weights.sum())
         if total <= 0.0:
-            return Votes({}, {}, {})
+            return Votes({}, {}, {}, known=self.known)
         needed: dict[str, float] = {}
         relevant: dict[str, float] = {}
         sentences: dict[int, float] = {}
@@ -215,7 +219,7 @@ class Precedents:
                 relevant[doc_id] = relevant.get(doc_id, 0.0) + share
             for row in self._stating[pool[i]]:
                 sentences[row] = sentences.get(row, 0.0) + share
-        return Votes(needed, relevant, sentences, float(sims[order[0]]))
+        return Votes(needed, relevant, sentences, float(sims[order[0]]), self.known)
 
 
 class BankRow(NamedTuple):

@@ -557,7 +557,14 @@ class EvidenceGatherer:
         # the precedents judge what the cut and the vocabulary keep when one of them is close enough
         judged = votes is not None and votes.closest >= CLOSE_PRECEDENT
         if votes is not None and judged:  # what only the vocabulary brings, and no similar question needed
-            picked = [s for s in picked if s in kept or id(s) in first_of or votes.needed.get(s.doc_id, 0.0) > 0.0]
+            picked = [
+                s
+                for s in picked
+                if s in kept
+                or id(s) in first_of
+                or s.doc_id not in votes.known
+                or votes.needed.get(s.doc_id, 0.0) > 0.0
+            ]
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
         kept.extend(s for s in picked if s not in kept)
         order = {id(s): i for i, s in enumerate(picked)}
@@ -575,7 +582,10 @@ class EvidenceGatherer:
             staying = [
                 s
                 for s in kept
-                if s.route not in VOTED_ROUTES or s.rank == 0 or votes.relevant.get(s.doc_id, 0.0) >= bar
+                if s.route not in VOTED_ROUTES
+                or s.rank == 0
+                or s.doc_id not in votes.known
+                or votes.relevant.get(s.doc_id, 0.0) >= bar
             ]
             # a treatment the question names keeps its best study when no other study of it stays
             covered = {f for s in staying for f in s.facets}

@@ -239,8 +239,10 @@ def test_the_sentence_that_answered_similar_questions_is_quoted(bot) -> None:  #
     assert any(line in s["text"] and s["refs"] == [30] for s in answer.sentences)
 
 
-def test_votes_name_how_close_the_closest_precedent_is() -> None:
-    assert _bank().votes(_unit(1, 0, 0)).closest == pytest.approx(float(_unit(1, 0.1, 0) @ _unit(1, 0, 0)))
+def test_votes_name_how_close_the_closest_precedent_is_and_what_the_bank_knows() -> None:
+    votes = _bank().votes(_unit(1, 0, 0))
+    assert votes.closest == pytest.approx(float(_unit(1, 0.1, 0) @ _unit(1, 0, 0)))
+    assert votes.known == {"ref-1", "ref-2", "ref-3"}
 
 
 def test_studies_leave_by_the_votes_only_when_a_precedent_is_close(bot) -> None:  # type: ignore[no-untyped-def]
@@ -257,9 +259,13 @@ def test_studies_leave_by_the_votes_only_when_a_precedent_is_close(bot) -> None:
 
     alone = kept(None)
     assert len(alone) >= 3
-    assert kept(Votes({}, {}, {}, CLOSE_PRECEDENT - 0.05)) == alone
-    judged = kept(Votes({}, {}, {}, CLOSE_PRECEDENT + 0.05))
+    every = frozenset(gatherer.doc_meta)
+    assert kept(Votes({}, {}, {}, CLOSE_PRECEDENT - 0.05, every)) == alone
+    judged = kept(Votes({}, {}, {}, CLOSE_PRECEDENT + 0.05, every))
     assert judged and set(judged) < set(alone)
+    # a study the bank never graded (one added to the index after it was labelled) has no votes,
+    # not votes against it
+    assert kept(Votes({}, {}, {}, CLOSE_PRECEDENT + 0.05, every - set(alone))) == alone
 
 
 def test_a_named_treatment_keeps_one_study_not_every_pick(bot) -> None:  # type: ignore[no-untyped-def]
