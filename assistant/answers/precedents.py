@@ -126,10 +126,16 @@ class Fact:
     refs: tuple[int, ...]
     match: tuple[tuple[str, ...], ...]
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "match", tuple(tuple(alt.lower() for alt in group) for group in self.match))
+
     def stated_in(self, text: str) -> bool:
         """Whether ``text`` states the fact."""
-        low = text.lower()
-        return bool(self.match) and all(any(alt.lower() in low for alt in group) for group in self.match)
+        return self.stated_in_lowered(text.lower())
+
+    def stated_in_lowered(self, low: str) -> bool:
+        """:meth:`stated_in` for a text already in lower case."""
+        return bool(self.match) and all(any(alt in low for alt in group) for group in self.match)
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,14 @@ class Precedents:
         self._essential = [tuple(doc_of_ref[n] for n in sorted(p.essential) if n in doc_of_ref) for p in precedents]
         self._relevant = [tuple(doc_of_ref[n] for n in sorted(p.relevant) if n in doc_of_ref) for p in precedents]
         self.known = frozenset(d for docs in self._relevant for d in docs)
-        self._stating = [_stating(p.facts, doc_of_ref, sentences_of) if sentences_of else () for p in precedents]
+        lowered: dict[str, list[tuple[int, str]]] = {}  # each document's sentences, lowered once
+
+        def sentences(doc_id: str) -> list[tuple[int, str]]:
+            if doc_id not in lowered:
+                lowered[doc_id] = [(row, text.lower()) for row, text in sentences_of(doc_id)] if sentences_of else []
+            return lowered[doc_id]
+
+        self._stating = [_stating(p.facts, doc_of_ref, sentences) for p in precedents]
         self._groups = np.array([p.group for p in precedents])
         self._local = threading.local()
 
@@ -312,14 +325,15 @@ def load_precedents(
 
 
 def _stating(
-    facts: Sequence[Fact], doc_of_ref: Mapping[int, str], sentences_of: Callable[[str], Sequence[tuple[int, str]]]
+    facts: Sequence[Fact], doc_of_ref: Mapping[int, str], lowered: Callable[[str], Sequence[tuple[int, str]]]
 ) -> tuple[int, ...]:
-    """The sentence rows of the facts' references that state one of ``facts``."""
+    """The sentence rows of the facts' references that state one of ``facts`` (``lowered``:
+    document id -> its (row, lower-case text) sentences)."""
     rows: set[int] = set()
     for fact in facts:
         for n in fact.refs:
             if n in doc_of_ref:
-                rows.update(row for row, text in sentences_of(doc_of_ref[n]) if fact.stated_in(text))
+                rows.update(row for row, low in lowered(doc_of_ref[n]) if fact.stated_in_lowered(low))
     return tuple(sorted(rows))
 
 
