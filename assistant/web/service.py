@@ -265,4 +265,8 @@ def _load(settings: Settings, log: Callable[[str], None]) -> Assistant:
     from assistant.bot import Assistant
     from assistant.search.build import ensure_index
 
-    return Assistant(ensure_index(settings, log=log), settings)
+    assistant = Assistant(ensure_index(settings, log=log), settings)
+    # read (or on a first run, encode) the bank of precedents before the assistant serves, so
+    # that no user waits for it: the first answer, or the first from a swapped-in index
+    assistant.answerer.precedents  # noqa: B018 - loaded for its side effect
+    return assistant
