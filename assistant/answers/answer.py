@@ -44,7 +44,7 @@ from assistant.answers.conversation import (
 )
 from assistant.answers.gaps import Gap, find_gaps, gap_line, population_gaps, related_question, word_at
 from assistant.answers.patient import GLOSSARY_FILE, PatientComposer
-from assistant.answers.precedents import Precedents, load_precedents
+from assistant.answers.precedents import Precedents, Votes, load_precedents
 from assistant.answers.questions import (
     OUTCOMES_FILE,
     POPULATIONS_FILE,
@@ -204,6 +204,11 @@ class Answerer:
             lambda doc_id: [(row, self.index.sentences[row]["text"]) for row in self.index.sentence_rows(doc_id)],
         )
 
+    def votes(self, query: str) -> Votes | None:
+        """The precedents' votes for the standalone ``query`` (None without a bank)."""
+        bank = self.precedents
+        return bank.votes(self.gatherer.encode(self.gatherer.expand(query))) if bank is not None else None
+
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         return np.vstack([self.retriever.encoder.encode_query(t) for t in texts])
 
@@ -324,8 +329,7 @@ class Answerer:
                 filters = original
         allowed = self.retriever.documents(filters)
         subject = self.subject(text, query) if turns else ()
-        bank = self.precedents
-        votes = bank.votes(self.gatherer.encode(self.gatherer.expand(query))) if bank is not None else None
+        votes = self.votes(query)
         gaps = self.gaps(query)
         parts = split_question(query)
         # the best documents of the whole question: a later part's studies come from them

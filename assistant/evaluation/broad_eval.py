@@ -30,15 +30,13 @@ NEAR_REPEAT = 0.8
 
 
 def fact_stated(fact: Mapping[str, Any], sentences: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether a quoted sentence citing one of ``fact["refs"]`` matches all its term groups."""
+    """Whether a quoted sentence citing one of ``fact["refs"]`` matches all its term groups
+    (:meth:`assistant.answers.precedents.Fact.stated_in`, the test the bank of precedents uses)."""
+    from assistant.answers.precedents import Fact
+
     refs = set(fact["refs"])
-    for s in sentences:
-        if not refs & set(s.get("refs") or ()):
-            continue
-        text = str(s.get("text", "")).lower()
-        if all(any(alt.lower() in text for alt in group) for group in fact["match"]):
-            return True
-    return False
+    stated = Fact(tuple(refs), tuple(tuple(group) for group in fact["match"]))
+    return any(refs & set(s.get("refs") or ()) and stated.stated_in(str(s.get("text", ""))) for s in sentences)
 
 
 def repeated_pairs(sentences: Sequence[Mapping[str, Any]]) -> int:
@@ -155,7 +153,7 @@ def candidate_table(bot: Any, dataset: Path, split: str = "dev") -> str:
         hits = bot.retriever.search(part, k=40, method="hybrid")
         bank = answerer.precedents  # the votes as the evaluation gets them: the item's batch left out
         with bank.excluding(item.get("batch", item["_id"])) if bank is not None else contextlib.nullcontext():
-            votes = bank.votes(answerer.gatherer.encode(answerer.gatherer.expand(query))) if bank is not None else None
+            votes = answerer.votes(query)
         patient = item["mode"] == "patient"
         kept = {s.doc_id: s.route for s in answerer.gatherer.gather(part, hits, patient=patient, votes=votes)}
         lines.append(f"{item['_id']} {item['mode']}: {part}")
