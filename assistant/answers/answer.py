@@ -62,6 +62,7 @@ from assistant.answers.questions import (
     treatments_in,
 )
 from assistant.answers.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats
+from assistant.answers.selector import load_selector
 from assistant.answers.studies import Study
 from assistant.answers.synthesis import EvidenceGatherer, merge_studies
 from assistant.config import Settings
@@ -163,11 +164,14 @@ class Answerer:
     def precedents(self) -> Precedents | None:
         """The bank of labelled questions (:mod:`assistant.answers.precedents`), loaded on
         first use; None when :attr:`~assistant.config.Settings.precedents` is off or the bank
-        names no indexed study."""
+        names no indexed study. The learned selector (:mod:`assistant.answers.selector`,
+        :attr:`~assistant.config.Settings.selector`) is loaded with it, into the gatherer."""
         if not self._precedents_loaded:
             with self._precedents_lock:
                 if not self._precedents_loaded:
                     self._precedents = self._load_precedents()
+                    selector = self.settings.selector_path if self._precedents is not None else None
+                    self.gatherer.selector = load_selector(selector) if selector is not None else None
                     self._precedents_loaded = True
         return self._precedents
 

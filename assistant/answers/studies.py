@@ -72,7 +72,9 @@ class Study:
     """Why the study was kept: ``named`` (the question names it by first author, "Searle et
     al. (2015)"), ``best`` (top document), ``strong`` (a result sentence close
     to the question), ``cut`` (the calibrated cut), ``treatment`` or ``outcome`` (the best
-    study about a treatment or outcome asked about); ``related`` is prefixed when it comes
+    study about a treatment or outcome asked about), ``precedent`` (similar questions needed
+    it), ``selector`` (the learned selector cites it where the rules had left it out);
+    ``related`` is prefixed when it comes
     from the broader question of an evidence gap. Shown by ``--calibrate-evidence``."""
 
     @property

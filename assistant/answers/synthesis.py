@@ -18,6 +18,9 @@ or two. :class:`EvidenceGatherer` decides which, in three steps:
    when it passes a lower similarity bar; a study of an LBP phase that excludes the phase
    asked about (chronic when acute is asked) leaves. At most :data:`MAX_STUDIES`, human
    evidence before animal evidence.
+   When a question of the bank of precedents is close, a learned selector
+   (:mod:`assistant.answers.selector`) has the last word: it weighs every signal of every
+   candidate the rules would let in and cites those likely to bear on the question.
 3. **Findings**: from each kept study, the sentences that report a result (framing and
    method sentences are left out, and so are sentences about an excluded phase), scored
    here and chosen by :mod:`assistant.answers.selection`: at most four per study (five in an answer of three studies or fewer) and only
@@ -65,6 +68,9 @@ from assistant.answers.questions import (
     without_designs,
 )
 from assistant.answers.selection import MIN_FACET_SIMILARITY, MIN_FINDING_SIMILARITY, select_findings
+from assistant.answers.selector import Context as SelectorContext
+from assistant.answers.selector import Selector, question_words
+from assistant.answers.selector import features as selector_features
 from assistant.answers.studies import Finding, Study
 from assistant.documents.reprint import parse_citation_markers
 from assistant.search.fusion import aggregate_max, top_k
@@ -143,6 +149,12 @@ class EvidenceGatherer:
         self.outcomes = outcomes
         self.evidence_aspects = frozenset(evidence_aspects)
         self.catalog = Catalog(index, doc_meta, self.treatments, outcomes)
+        self.selector: Selector | None = None
+        """The learned selector (:mod:`assistant.answers.selector`): with the precedents' votes,
+        it decides which eligible candidates the answer cites."""
+        self.examples: list[tuple[str, list[float]]] | None = None
+        """When a list, every question with votes appends its eligible candidates' (document
+        id, features) here (training the selector)."""
 
     def _vectors(self, rows: Sequence[int]) -> np.ndarray:
         if self.index.sentence_embeddings is not None:
@@ -568,15 +580,17 @@ class EvidenceGatherer:
         picked = sorted(dict.fromkeys(picked), key=lambda s: -s.relevance if strict else (s.level, -s.relevance))
         kept.extend(s for s in picked if s not in kept)
         order = {id(s): i for i, s in enumerate(picked)}
-        kept.sort(
-            key=lambda s: (
+
+        def placing(s: Study) -> tuple[Any, ...]:
+            return (
                 s.doc_id not in named,
                 s.animal and not animals_asked,
                 s.rank != 0,
                 order.get(id(s), len(order)),
                 -s.relevance,
             )
-        )
+
+        kept.sort(key=placing)
         if votes is not None and judged:  # what the cut and the vocabulary keep, checked by the precedents
             bar = PATIENT_RELEVANT_VOTE if patient else RELEVANT_VOTE
             staying = [
@@ -591,24 +605,57 @@ class EvidenceGatherer:
             covered = {f for s in staying for f in s.facets}
             kept = [s for s in kept if s in staying or (id(s) in first_of and first_of[id(s)] not in covered)]
         kept = kept[:MAX_STUDIES]
-        if votes is not None:  # the studies most similar questions needed, in the room left
-            needed = [
-                s
-                for s in candidates
-                if votes.needed.get(s.doc_id, 0.0) >= PRECEDENT_VOTE
-                and s not in kept
+
+        def eligible(s: Study) -> bool:
+            """Whether ``s`` may join past the cut (by the votes, or the selector)."""
+            return bool(
                 # not a study titled for a treatment the question does not name ("And Pilates?"
                 # after yoga: not the yoga review that questions on both needed)
-                and (on_treatment(s) or not (strict and self._titled_other(s.doc_id, facets)))
+                (on_treatment(s) or not (strict and self._titled_other(s.doc_id, facets)))
                 # and against what a follow-up compares its subject with; reporting what a
                 # question about nothing but an aspect of the evidence asks ("what dropout rates?")
                 and (not compared or self.catalog.mentions(s.doc_id) & compared)
                 and (not evidence_only or on_outcome(s))
                 and (not named or s.doc_id in named)
+            )
+
+        if votes is not None:  # the studies most similar questions needed, in the room left
+            needed = [
+                s
+                for s in candidates
+                if votes.needed.get(s.doc_id, 0.0) >= PRECEDENT_VOTE and s not in kept and eligible(s)
             ]
             for s in sorted(needed, key=lambda s: -votes.needed.get(s.doc_id, 0.0))[: MAX_STUDIES - len(kept)]:
                 s.route = s.route or "precedent"
                 kept.append(s)
+        if votes is not None and judged and (self.selector is not None or self.examples is not None):
+            # the learned selector weighs every signal at once (:mod:`assistant.answers.selector`)
+            # a study no bank question graded (added after the bank was labelled) has no votes
+            # for the selector to weigh: the rules' choice stands
+            pool = [s for s in candidates if s.doc_id in votes.known and (s in kept or eligible(s))]
+            unjudged = [s for s in kept if s.doc_id not in votes.known]
+            for s in pool:
+                if s not in kept:
+                    s.route = ""
+            context = SelectorContext(votes, patient, asked, animals_asked, question_words(expanded), len(kept))
+            rows = [selector_features(s, context, eligible(s)) for s in pool]
+            if self.examples is not None:
+                self.examples.extend((s.doc_id, row) for s, row in zip(pool, rows, strict=True))
+            if self.selector is not None and pool:
+                judged_by = dict(zip(map(id, pool), self.selector.judge(rows), strict=True))
+                ranked = sorted(pool, key=lambda s: -judged_by[id(s)][0])
+                chosen = [s for s in ranked if judged_by[id(s)][1] or s.doc_id in named]
+                chosen = (chosen + unjudged)[:MAX_STUDIES]
+                if not chosen:  # nothing likely enough: the best document, as the rules keep it
+                    chosen = [s for s in kept if s.rank == 0][:1] or ranked[:1]
+                # a treatment the question names keeps its best study when no other study of it stays
+                covered = {f for s in chosen for f in s.facets}
+                chosen.extend(
+                    s for s in kept if id(s) in first_of and first_of[id(s)] not in covered and s not in chosen
+                )
+                for s in chosen:
+                    s.route = s.route or "selector"
+                kept = sorted(chosen, key=placing)
         select_findings(kept, exclude_rows or set(), self._vectors)
         merged = {pid.rsplit("#", 1)[0] for s in kept for f in (*s.findings, *s.plain) for _, pid, _ in f.also}
         kept = [s for s in kept if s.findings or s.plain or s.doc_id in merged]

@@ -74,34 +74,46 @@ def score_answer(answer: Any, item: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def evaluate_broad(bot: Any, dataset: Path, splits: Sequence[str] = ("dev", "test")) -> dict[str, Any]:
+def evaluate_broad(
+    bot: Any, dataset: Path, splits: Sequence[str] = ("dev", "test"), progress: bool = False
+) -> dict[str, Any]:
     """Ask every broad question of ``splits`` (with its history) and average the measures.
+
+    A dev question is asked with its batch left out of the bank of precedents, and, when the
+    dataset is the bank, with a selector trained without its batch
+    (:func:`assistant.evaluation.selector_training.nested_selectors`): neither has seen it.
 
     Returns:
         ``{"metrics": {split: {mode: {measure: value}}}, "answers": [per-question rows]}``.
     """
+    from assistant.evaluation.selector_training import ask_item, group_of, nested_selectors
     from assistant.files import read_jsonl
 
     path = dataset / BROAD_FILE
     if not path.is_file():
         return {"metrics": {}, "answers": []}
-    bank = getattr(getattr(bot, "answerer", None), "precedents", None)
+    items = [item for item in read_jsonl(path) if item.get("split", "dev") in splits]
+    answerer: Any = getattr(bot, "answerer", None)
+    gatherer: Any = getattr(answerer, "gatherer", None)
+    shipped = getattr(gatherer, "selector", None) if answerer is not None and answerer.precedents is not None else None
+    nested: dict[str, Any] = {}
+    bank = answerer.settings.precedents_path if shipped is not None else None
+    if bank is not None and bank.resolve() == path.resolve() and any(i.get("split", "dev") == "dev" for i in items):
+        # the shipped selector was trained on the dev questions: each batch is asked with one
+        # trained without it (as the bank leaves it out of the votes)
+        nested = nested_selectors(bot, path, progress)
     rows: list[dict[str, Any]] = []
-    for item in read_jsonl(path):
-        if item.get("split", "dev") not in splits:
-            continue
-        # a dev question is asked with its batch out of the bank of precedents: no question
-        # votes for itself or for those written beside it
-        group = item.get("batch", item["_id"]) if item.get("split", "dev") == "dev" else None
-        with bank.excluding(group) if bank is not None else contextlib.nullcontext():
-            history: list[dict[str, str]] = []
-            for earlier in item.get("history") or []:
-                previous = bot.ask(earlier, history=history, mode=item["mode"])
-                history += [{"role": "user", "content": earlier}, {"role": "assistant", "content": previous.answer}]
-            answer = bot.ask(item["text"], history=history, mode=item["mode"])
-        scores = score_answer(answer, item)
-        rows.append({"_id": item["_id"], "split": item.get("split", "dev"), "mode": item["mode"],
-                     "cited": sorted({c.n for c in answer.citations}), **scores})  # fmt: skip
+    try:
+        for item in items:
+            if nested and item.get("split", "dev") == "dev":
+                gatherer.selector = nested.get(group_of(item), shipped)
+            answer = ask_item(bot, item)
+            scores = score_answer(answer, item)
+            rows.append({"_id": item["_id"], "split": item.get("split", "dev"), "mode": item["mode"],
+                         "cited": sorted({c.n for c in answer.citations}), **scores})  # fmt: skip
+    finally:
+        if nested:
+            gatherer.selector = shipped
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     for split in splits:
         for mode in ("clinician", "patient"):

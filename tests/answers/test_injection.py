@@ -25,7 +25,8 @@ from assistant.answers.answer import Answerer, traceable_share
 from assistant.answers.clinician import NOTES_HEADING_CLINICIAN
 from assistant.answers.compose import strip_markers
 from assistant.answers.directives import find_links, is_instruction
-from assistant.answers.patient import PATIENT_LEAD, PATIENT_REMINDER
+from assistant.answers.patient import GLOSSARY_FILE, PATIENT_LEAD, PATIENT_REMINDER, load_glossary
+from assistant.config import DEFAULT_CORPUS_DIR
 from assistant.sources.ingest import ingest_files
 from assistant.types import Answer
 from assistant.web import webui
@@ -111,6 +112,13 @@ def is_documented_composition(line: str) -> bool:
     if re.fullmatch(r"(?:\S+\s+){0,7}\S+:", line):  # "Benefit:", "Mixed, uncertain or conflicting:"
         return True
     if line.startswith(("Bottom line, counted from ", NOTES_HEADING_CLINICIAN)):
+        return True
+    if re.fullmatch(rf"(?:{re.escape(PATIENT_LEAD)} )?We found \d+ (?:related )?studies on this\.[a-z0-9 ,.]*", line):
+        return True  # patient mode's counted bottom line ("We found 2 studies on this. 2 found a benefit.")
+    glossary = load_glossary(
+        str(DEFAULT_CORPUS_DIR / GLOSSARY_FILE)
+    )  # "Words to know:" lines, from the corpus's glossary
+    if line in {f"{term[:1].upper()}{term[1:]}: {meaning}" for term, meaning in glossary.items()}:
         return True
     return line in (PATIENT_LEAD, PATIENT_REMINDER)
 
