@@ -26,6 +26,7 @@ cites a source it was not given or leaves a sentence uncited.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -62,11 +63,12 @@ from assistant.answers.questions import (
     treatments_in,
 )
 from assistant.answers.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats
-from assistant.answers.selector import load_selector
+from assistant.answers.selector import Selector, load_selector
 from assistant.answers.studies import Study
 from assistant.answers.synthesis import EvidenceGatherer, merge_studies
 from assistant.config import Settings
 from assistant.documents.chunking import split_sentences
+from assistant.errors import FormatError
 from assistant.search.bm25 import bm25_tokenize, word_tokens
 from assistant.search.expansion import spelled_out
 from assistant.search.fusion import aggregate_max, top_k
@@ -170,10 +172,22 @@ class Answerer:
             with self._precedents_lock:
                 if not self._precedents_loaded:
                     self._precedents = self._load_precedents()
-                    selector = self.settings.selector_path if self._precedents is not None else None
-                    self.gatherer.selector = load_selector(selector) if selector is not None else None
+                    self.gatherer.selector = self._load_selector() if self._precedents is not None else None
                     self._precedents_loaded = True
         return self._precedents
+
+    def _load_selector(self) -> Selector | None:
+        """The learned selector of :attr:`~assistant.config.Settings.selector`; a file trained
+        for other features (an older version) is set aside with a warning, and the rules and
+        votes answer alone until ``python -m assistant train-selector`` trains it again."""
+        path = self.settings.selector_path
+        if path is None:
+            return None
+        try:
+            return load_selector(path)
+        except FormatError as exc:
+            logging.getLogger(__name__).warning("learned selector not used: %s", exc)
+            return None
 
     def _load_precedents(self) -> Precedents | None:
         path = self.settings.precedents_path

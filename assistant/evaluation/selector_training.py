@@ -112,7 +112,9 @@ def cmd_train_selector(args: argparse.Namespace) -> int:
     from assistant.bot import Assistant
     from assistant.config import Settings, selector_beside
 
-    settings = Settings.from_env(index_dir=args.index, corpus_dir=args.corpus)
+    # the examples are what the rules and votes give: a selector on file (perhaps for other
+    # features) is not loaded
+    settings = Settings.from_env(index_dir=args.index, corpus_dir=args.corpus).with_(selector="off")
     bank = settings.precedents_path
     if bank is None:
         print("no bank of precedents (LBP_PRECEDENTS is off, or the corpus is not the embedded one)", file=sys.stderr)

@@ -170,3 +170,20 @@ def test_training_collects_graded_candidates_with_each_batch_out(bot, tmp_path: 
     nested = nested_selectors(bot, bank)
     assert set(nested) == {dev[0]["batch"], dev[-1]["batch"]}
     assert {s.meta["examples"] for s in nested.values()} == {sum(e.group != g for e in examples) for g in nested}
+
+
+def test_a_selector_for_other_features_is_set_aside_with_a_warning(
+    bot, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """An older selector file (other features) does not stop answers: the rules and votes answer
+    alone, and the log says to train it again."""
+    from assistant.answers.answer import Answerer
+
+    old = tmp_path / "old.selector.json"
+    old.write_text(json.dumps({"features": ["route=none"], "relevant": {}, "essential": {}}))
+    answerer = Answerer(bot.retriever, bot.settings.with_(selector=str(old)))
+    with caplog.at_level("WARNING"):
+        assert answerer.precedents is not None
+    assert answerer.gatherer.selector is None
+    assert "train it again" in caplog.text and "old.selector.json" in caplog.text
+    assert answerer.ask("Is yoga effective for chronic back pain?").citations
