@@ -166,9 +166,22 @@ class PatientComposer:
                     for f in findings
                     if doc_id in by_id and grade_of(f) < grade_of(hardest)
                 ]
-                if not others:
-                    break
-                chosen[i] = min(others, key=lambda p: grade_of(p[1]))
+                if others:
+                    chosen[i] = min(others, key=lambda p: grade_of(p[1]))
+                else:  # last resort: the plain sentences the selection left out, the best that
+                    # reads at grade 8 or below, else the easiest
+                    spare = [
+                        (s, f)
+                        for s in studies
+                        for f in s.plain_pool
+                        if f.row not in used and grade_of(f) < grade_of(hardest)
+                    ]
+                    if not spare:
+                        break
+                    plain = [p for p in spare if grade_of(p[1]) <= MAX_PATIENT_GRADE]
+                    chosen[i] = (
+                        max(plain, key=lambda p: p[1].score) if plain else min(spare, key=lambda p: grade_of(p[1]))
+                    )
             answer = draft(chosen)
         return answer
 

@@ -76,6 +76,8 @@ def select_findings(
     ``vectors_of`` gives the normalized vectors of sentence rows.
     """
     ordered = sorted(studies, key=lambda s: -s.relevance)
+    for study in ordered:
+        study.plain_pool = list(study.plain)
     for audience in ("clinician", "patient"):
         pools = {id(s): list(s.findings if audience == "clinician" else s.plain) for s in ordered}
         chosen: dict[int, list[Finding]] = {id(s): [] for s in ordered}

@@ -68,6 +68,9 @@ class Study:
     plain: list[Finding] = field(default_factory=list)
     facets: tuple[str, ...] = ()
     coverage: float = 1.0
+    plain_pool: list[Finding] = field(default_factory=list)
+    """Every quotable plain sentence of the study for the question, best first, before the
+    selection kept :attr:`plain`: the patient answer's last resort for an easier sentence."""
     route: str = ""
     """Why the study was kept: ``named`` (the question names it by first author, "Searle et
     al. (2015)"), ``best`` (top document), ``strong`` (a result sentence close

@@ -490,3 +490,33 @@ def test_exercise_protocols_of_the_animal_studies(bot) -> None:  # type: ignore[
     cited = {c.n for c in answer.citations}
     assert len(cited) >= 2 and all(bot.answerer._meta(f"ref-{n}").get("design_group") == "animal" for n in cited)
     assert "18 m/min for 55 minutes a day" in answer.answer
+
+
+def test_a_patient_answer_over_grade_8_takes_an_easier_sentence_the_selection_left_out(
+    bot, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """When the one sentence left is too hard and no selected sentence of any study is easier,
+    the study's other plain sentences (those the selection left out) are the last resort. The
+    grade bar is lowered here so that a real sentence of the review of exercise types [23]
+    (grade 14.9) must give way to its easier one."""
+    import assistant.answers.patient as patient
+    from assistant.answers.compose import strip_markers
+
+    answerer = bot.answerer
+    question = "Is just going for walks enough for my back, or do I need a proper gym or core strengthening program?"
+    hits = bot.retriever.search(question, k=40, method="hybrid")
+    study = next(s for s in answerer.gatherer.candidates(question, hits) if s.doc_id == "ref-23")
+
+    def grade(f):  # type: ignore[no-untyped-def]
+        return float(answerer.index.sentences[f.row].get("grade", 0.0))
+
+    pool = sorted(study.plain, key=lambda f: -f.score)
+    hard = max(pool, key=grade)
+    easier = [f for f in pool if grade(f) < grade(hard)]
+    assert easier and grade(hard) > 12
+    study.plain, study.plain_pool = [hard], pool
+    monkeypatch.setattr(patient, "MAX_PATIENT_GRADE", 7.0)
+    draft = answerer.patient._fit(question, [(study, hard)], (), set(), {study.doc_id: [hard]}, [study])
+    shown = strip_markers(draft.text)
+    assert hard.text not in shown and any(f.text in shown for f in easier)
+    assert readability_grade(draft.text) <= 7.0
