@@ -176,6 +176,10 @@ class Answerer:
                     self._precedents_loaded = True
         return self._precedents
 
+    def doc_of_ref(self) -> dict[int, str]:
+        """Reference number -> document id, for the documents that have a number."""
+        return {int(m["n"]): d for d, m in self._doc_meta.items() if isinstance(m.get("n"), int)}
+
     def _load_selector(self) -> Selector | None:
         """The learned selector of :attr:`~assistant.config.Settings.selector`; a file trained
         for other features (an older version) is set aside with a warning, and the rules and
@@ -202,7 +206,6 @@ class Answerer:
             query = standalone_query(text, turns, self._encode, self._needs_context, self._thresholds.substitution)
             return self.gatherer.expand(query)
 
-        doc_of_ref = {int(m["n"]): d for d, m in self._doc_meta.items() if isinstance(m.get("n"), int)}
         manifest = self.index.manifest
         # the vectors depend on the index, the query encoder and the expansion of questions
         key = "|".join(
@@ -216,7 +219,7 @@ class Answerer:
             path,
             standalone,
             self.retriever.encoder.encode,
-            doc_of_ref,
+            self.doc_of_ref(),
             cache_dir(self.settings.adapt_cache).parent / "precedents",
             key,
             lambda doc_id: [(row, self.index.sentences[row]["text"]) for row in self.index.sentence_rows(doc_id)],

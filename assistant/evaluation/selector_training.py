@@ -71,7 +71,7 @@ def ask_item(bot: Any, item: Mapping[str, Any], record: list[Any] | None = None)
 
 def collect_examples(bot: Any, items: Sequence[Mapping[str, Any]], progress: bool = False) -> list[Example]:
     """The examples of the dev questions ``items`` (see the module docstring)."""
-    ref_of = {d: int(m["n"]) for d, m in bot.answerer._doc_meta.items() if isinstance(m.get("n"), int)}
+    ref_of = {d: n for n, d in bot.answerer.doc_of_ref().items()}
     examples: list[Example] = []
     for i, item in enumerate(items):
         grades = {int(n): int(g) for n, g in item["relevance"].items()}
