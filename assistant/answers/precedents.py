@@ -256,6 +256,12 @@ class BankRow(NamedTuple):
     group: str
 
 
+def group_of(item: Mapping[str, object], line: int | None = None) -> str:
+    """The batch a labelled question is left out of the bank with while its own batch is
+    evaluated: its ``batch``, else its ``_id``, else its line."""
+    return str(item.get("batch") or item.get("_id") or line)
+
+
 def read_bank(path: Path, split: str = "dev") -> list[BankRow]:
     """The ``split`` rows of a broad-question file.
 
@@ -284,7 +290,7 @@ def read_bank(path: Path, split: str = "dev") -> list[BankRow]:
             )
         except (KeyError, TypeError, ValueError):
             raise FormatError(path, line, "a fact needs 'refs' (reference numbers) and 'match' (term groups)") from None
-        group = str(item.get("batch") or item.get("_id") or line)
+        group = group_of(item, line)
         rows.append(BankRow(text, tuple(history), essential, relevant, facts, group))
     return rows
 

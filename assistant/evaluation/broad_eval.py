@@ -86,7 +86,8 @@ def evaluate_broad(
     Returns:
         ``{"metrics": {split: {mode: {measure: value}}}, "answers": [per-question rows]}``.
     """
-    from assistant.evaluation.selector_training import ask_item, group_of, nested_selectors
+    from assistant.answers.precedents import group_of
+    from assistant.evaluation.selector_training import ask_item, nested_selectors
     from assistant.files import read_jsonl
 
     path = dataset / BROAD_FILE
@@ -148,6 +149,7 @@ def candidate_table(bot: Any, dataset: Path, split: str = "dev") -> str:
     treatments they are about, and the precedents' votes, the question's batch left out of the
     bank), why the cut keeps them (``Study.route``; ``-``: not kept) and their relevance grade."""
     from assistant.answers.conversation import standalone_query
+    from assistant.answers.precedents import group_of
     from assistant.answers.questions import split_question
     from assistant.files import read_jsonl
     from assistant.types import Turn
@@ -164,7 +166,7 @@ def candidate_table(bot: Any, dataset: Path, split: str = "dev") -> str:
         part = split_question(query)[0]
         hits = bot.retriever.search(part, k=40, method="hybrid")
         bank = answerer.precedents  # the votes as the evaluation gets them: the item's batch left out
-        with bank.excluding(item.get("batch", item["_id"])) if bank is not None else contextlib.nullcontext():
+        with bank.excluding(group_of(item)) if bank is not None else contextlib.nullcontext():
             votes = answerer.votes(query)
         patient = item["mode"] == "patient"
         kept = {s.doc_id: s.route for s in answerer.gatherer.gather(part, hits, patient=patient, votes=votes)}

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from assistant.answers.precedents import group_of
 from assistant.answers.selector import Example, Selector, digest, train_selector
 
 
@@ -27,12 +28,6 @@ def bank_items(path: Path, split: str = "dev") -> list[dict[str, Any]]:
     from assistant.files import read_jsonl
 
     return [item for item in read_jsonl(path) if item.get("split", "dev") == split]
-
-
-def group_of(item: Mapping[str, Any]) -> str:
-    """The batch a dev question is left out of the bank with (as
-    :func:`assistant.answers.precedents.read_bank` groups it)."""
-    return str(item.get("batch") or item.get("_id"))
 
 
 @contextlib.contextmanager
