@@ -341,18 +341,12 @@ class Answerer:
         if not cov.in_scope or not hits:
             return self._abstain(mode, query, notices, cov.intent, no_match=not hits and bool(filters))
 
-        filters = self.evidence_filters(query, filters)
-        if filters is not original:  # a design named: the studies of that design
-            design_hits = self.retriever.search(query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
-            if design_hits:
-                hits = design_hits
-            else:  # no study of the design asked about bears on it: the evidence of every design
-                filters = original
-        allowed = self.retriever.documents(filters)
         subject = self.subject(text, query) if turns else ()
         votes = self.votes(query)
         gaps = self.gaps(query)
         parts = split_question(query)
+        if len(parts) == 1:  # a design named ("what do the meta-analyses show?"): the studies of that design
+            filters, hits = self._designed(query, query, hits, original)
         # the best documents of the whole question: a later part's studies come from them
         topical = {d for d, _ in top_k(aggregate_max((h.doc_id, h.score) for h in hits), TOPICAL_DOCS)}
         gathered: list[tuple[str, list[Study]]] = []
@@ -365,9 +359,19 @@ class Answerer:
                 part_query, part_hits = query, hits
             else:
                 part_query = part if part == anchor else with_topic(part.rstrip("?"), anchor, part)
-                part_hits = self.retriever.search(part_query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
+                part_hits = self.retriever.search(part_query, k=EVIDENCE_HITS, method="hybrid", filters=original)
+                # the design a part names restricts that part ("..., and do the cohort data agree?")
+                filters, part_hits = self._designed(part, part_query, part_hits, original)
+            allowed = self.retriever.documents(filters)
             studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed, subject, votes)
-            if part != anchor:  # another part: only studies that bear on the whole question
+            if not studies and filters is not original:
+                # no study of the design asked about bears on it: the evidence of every design
+                filters = original
+                part_hits = self.retriever.search(part_query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
+                allowed = self.retriever.documents(filters)
+                studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed, subject, votes)
+            if part != anchor and filters is original:  # another part: only studies that bear on the whole
+                # question (a part that names a design has its own: the studies of that design on the topic)
                 studies = [s for s in studies if s.doc_id in topical or s.route in TOPICAL_ROUTES]
             if gaps:  # the evidence on the question without what it does not cover, as related
                 broader = related_question(part_query, gaps)
@@ -401,6 +405,18 @@ class Answerer:
         if compared_subject(message, self.treatments):  # "And aerobic work, compared with strengthening?"
             return ()
         return tuple(t for t in treatments_in(query, self.treatments.all) if t not in named)
+
+    def _designed(
+        self, words: str, query: str, hits: Sequence[Hit], filters: Filters | None
+    ) -> tuple[Filters | None, Sequence[Hit]]:
+        """The filters and hits of ``query`` when ``words`` name a study design (see
+        :meth:`evidence_filters`); ``filters`` and ``hits`` unchanged when they name none, or
+        when no study of that design matches."""
+        designed = self.evidence_filters(words, filters)
+        if designed is filters:
+            return filters, hits
+        design_hits = self.retriever.search(query, k=EVIDENCE_HITS, method="hybrid", filters=designed)
+        return (designed, design_hits) if design_hits else (filters, hits)
 
     def evidence_filters(self, query: str, filters: Filters | None) -> Filters | None:
         """``filters`` and, when the question names a study design ("according to the

@@ -53,17 +53,21 @@ THRESHOLDS = {
     True: Thresholds(expanded=True, in_scope=0.275, with_unknown_terms=0.45, follow_up=0.35, substitution=0.20),
 }
 
-_DRUGS = (
-    r"\b(ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|nsaids?|opioids?|tramadol|oxycodone|"
-    r"codeine|morphine|gabapentin|pregabalin|diclofenac|duloxetine|amitriptyline|muscle relaxants?|steroids?)\b"
+# "endogenous opioids" and "the opioid system" are the body's own, studied in the animal evidence
+_DRUG_NAMES = (
+    r"ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|nsaids?|"
+    r"(?<!endogenous )opioids?(?! (system|receptors?|peptides?|pathways?|mechanisms?|release))|tramadol|oxycodone|"
+    r"codeine|morphine|gabapentin|pregabalin|diclofenac|duloxetine|amitriptyline|muscle relaxants?|steroids?"
 )
+_DRUGS = rf"\b({_DRUG_NAMES})\b"
 
 _MEDICINE_WORDS = rf"{_DRUGS}|\b(medicines?|medications?|pills?|tablets?|painkillers?|drugs?|analgesics?)\b"
 
-# "without pills", "other than medicine": asking for the alternative to medicines is in scope.
+# "without pills", "other than medicine", "beyond opioids": asking for the alternative to
+# medicines is in scope.
 _NOT_MEDICINE = re.compile(
-    r"(\b(without|instead of|other than|besides|rather than|apart from|not|no|avoid\w*)|n't)\W+(\w+\W+){0,2}"
-    r"(pills?|medicines?|medications?|painkillers?|drugs?)\b",
+    r"(\b(without|instead of|other than|besides|beyond|rather than|apart from|not|no|avoid\w*)|n't)\W+(\w+\W+){0,2}"
+    rf"(pills?|medicines?|medications?|painkillers?|drugs?|{_DRUG_NAMES})\b",
     re.IGNORECASE,
 )
 
@@ -72,7 +76,21 @@ _NOT_MEDICINE = re.compile(
 _IMAGING = r"\b(mri|x-?rays?|ct scans?|scans?|imaging|radiograph\w*)\b"
 _ACTIVITY = (
     r"(exercis\w*|activ\w*|walk\w*|mov\w*|train\w*|yoga|pilates|physio\w*|stretch\w*|sport\w*|swim\w*|"
-    r"run\w*|rest\w*|therap\w*)"
+    r"run\w*|rest\w*|therap\w*|mckenzie|mdt|stabili[sz]\w*|strength\w*|aerobic|tai chi|back school|"
+    r"rehabilitat\w*|programmes?|programs?)"
+)
+# Questions about animal studies: their models include surgery, injections and the body's
+# opioids ("Does exercise after nerve injury or surgery worsen pain in rats?"), and no patient's
+# treatment is asked about.
+_ANIMAL = re.compile(r"\b(animals?|rats?|mice|mouse|rodents?|murine|preclinical|pre-clinical)\b", re.IGNORECASE)
+_NOT_IN_ANIMALS = frozenset({"dosing", "medication", "surgery", "procedure"})
+# Surgery told as the setting of a question about exercise ("I had back surgery last year. Could
+# exercise help the pain that hangs on?"), or the doctor's surgery (British: the practice).
+_SURGERY_TOLD = re.compile(
+    r"\b((after|since|following|had|have had|recovering from|recovery from)\W+(\w+\W+){0,3}"
+    r"(surgery|operation|op)|post-?(surgical|operative)|(at|from|in) (the|my|our|your|a) (gp'?s? |doctor'?s? )?"
+    r"surgery|gp'?s? surgery)\b",
+    re.IGNORECASE,
 )
 _OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
     # Doses of medicines. The dose, frequency or amount of exercise is in scope ("exercise dose",
@@ -82,7 +100,7 @@ _OUT_OF_SCOPE_INTENTS: dict[str, re.Pattern[str]] = {
         rf"({_MEDICINE_WORDS}).{{0,60}}\b(dos(e|es|age|ing)|prescri(be|bed|ption))\b|"
         rf"\b(dos(e|es|age|ing)|prescri(be|bed|ption))\b.{{0,60}}({_MEDICINE_WORDS})|"
         r"(how (much|many|often)|can i|should i|is it safe to|what (pills?|drugs?|medicines?|medications?))\b.{0,40}"
-        r"\b(take|taking|pills?|tablets?|medicines?|medications?|drugs?|painkillers?)|"
+        r"\b((?<!\bit )(?<!\bthat )take|taking|pills?|tablets?|medicines?|medications?|drugs?|painkillers?)|"  # not "will it take" (time)
         r"(take|taking)\b.{0,20}\b(ibuprofen|naproxen|paracetamol|acetaminophen|tylenol|advil|aspirin|opioids?|tramadol|"
         r"oxycodone|codeine|gabapentin|pregabalin|diclofenac|muscle relaxants?)|"
         r"\b(most|maximum|max)\b.{0,40}\b(take|pills?|tablets?)\b|"
@@ -138,6 +156,10 @@ class Coverage:
 
 
 _ASKED = re.compile(r"[^.?!]*\?")
+# Full stops that end no sentence: abbreviations ("e.g.", "vs.", "et al.") and decimals
+_NOT_A_STOP = re.compile(
+    r"\b(e\.g|i\.e|vs|etc|et al|cf|approx|incl|esp|resp|dr|fig|no)\.|(?<=\d)\.(?=\d)", re.IGNORECASE
+)
 MEDICINE_INTENTS = frozenset({"dosing", "medication"})
 
 
@@ -149,13 +171,30 @@ def detect_intent(question: str) -> str | None:
     doctor said keep moving and take paracetamol. Should I do exercises, or rest in bed?" asks
     about exercise (the medicine intents are judged on the sentences that end with a question
     mark, when the message has both)."""
-    asked = " ".join(m.group(0) for m in _ASKED.finditer(question))
+    masked = _NOT_A_STOP.sub(lambda m: m.group(0).replace(".", " "), question)
+    asked = " ".join(m.group(0) for m in _ASKED.finditer(masked))
     told = asked.strip() and len(asked.strip()) < len(question.strip())
+    animals = bool(_ANIMAL.search(question))
     for intent, pattern in _OUT_OF_SCOPE_INTENTS.items():
         text = asked if told and intent in MEDICINE_INTENTS else question
-        if pattern.search(text) and not (intent == "medication" and _NOT_MEDICINE.search(text)):
-            return intent
+        if not pattern.search(text) or (animals and intent in _NOT_IN_ANIMALS):
+            continue
+        if intent == "medication" and _NOT_MEDICINE.search(text):
+            continue
+        if intent == "surgery" and _surgery_told(text):
+            continue
+        return intent
     return None
+
+
+def _surgery_told(text: str) -> bool:
+    """Whether surgery is only the setting of a question about exercise or activity (and is
+    not also asked about: "I had a discectomy. Should I have another operation?")."""
+    return bool(
+        _SURGERY_TOLD.search(text)
+        and re.search(rf"\b{_ACTIVITY}\b", text, re.IGNORECASE)
+        and not _OUT_OF_SCOPE_INTENTS["surgery"].search(_SURGERY_TOLD.sub(" ", text))
+    )
 
 
 _REPEATS = re.compile(r"\b(\w+)(?:\W+\1\b)+", re.IGNORECASE)

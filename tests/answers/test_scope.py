@@ -54,7 +54,21 @@ def test_unknown_terms_need_higher_similarity() -> None:
      ("My doctor said keep moving and take paracetamol. Should I do exercises, or rest in bed?", None),
      ("I take 400 mg ibuprofen daily. Is walking good for my back?", None),
      ("I take ibuprofen for my back. How much can I take in a day?", "dosing"),
-     ("My back hurts after gardening. Which painkillers work best?", "medication")],
+     ("My back hurts after gardening. Which painkillers work best?", "medication"),
+     # abbreviations end no sentence: the medicine is told inside what is asked about exercise
+     ("Acute LBP: does adding exercise (e.g. McKenzie) to advice + paracetamol reduce pain, and by how much?", None),
+     ("Does adding McKenzie to first-line care (advice, reassurance, paracetamol) add anything?", None),
+     ("How much better should I expect to feel, and how long will it take?", None),
+     # the animal evidence: its models and the body's own opioids
+     ("Beyond opioids, what do the animal data show about cytokines and glia?", None),
+     ("Do endogenous opioids explain exercise-induced hypoalgesia?", None),
+     ("Preclinical data: does exercise early after nerve injury or surgery worsen pain?", None),
+     ("Do opioids like tramadol work for chronic back pain in older adults?", "medication"),
+     # surgery told as the setting of an exercise question, or the GP's surgery; surgery asked about
+     ("I had back surgery last year. Could exercise help pain that hangs on after an operation?", None),
+     ("Can I prescribe a home exercise programme from the surgery, or must it be supervised?", None),
+     ("Is exercise better than surgery for sciatica?", "surgery"),
+     ("I had a discectomy last year. Should I have another operation or try exercise?", "surgery")],
 )  # fmt: skip
 def test_intents(question: str, intent: str | None) -> None:
     assert detect_intent(question) == intent

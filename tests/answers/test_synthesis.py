@@ -206,6 +206,22 @@ def test_a_design_named_in_the_question_chooses_the_evidence(bot, question: str,
     _checkable(bot, answer)
 
 
+def test_a_design_named_in_one_part_chooses_the_evidence_of_that_part(bot) -> None:  # type: ignore[no-untyped-def]
+    """The design one part names restricts that part only: "..., or with education? Do cohort
+    data agree?" is not answered from cohort studies alone (none is about prevention: the whole
+    question went unanswered), and the trials asked about in a second part leave the first
+    part its reviews."""
+    answer = bot.ask(
+        "For primary prevention of LBP, what is the effect of exercise alone or with education? "
+        "Do cohort data on leisure-time physical activity agree?"
+    )
+    assert not answer.abstained and 50 in {c.n for c in answer.citations}
+    answer = bot.ask("Does exercise help chronic low back pain? And what do the randomised trials show about McKenzie?")
+    designs = _designs(bot, answer)
+    assert "trial" in designs and designs - {"trial"}
+    _checkable(bot, answer)
+
+
 def test_filters_keep_the_studies_gathered_for_a_treatment_out(bot) -> None:  # type: ignore[no-untyped-def]
     """The studies about each exercise type join a "which type" answer only when they pass the
     filters: a trials-only answer cites no review."""
