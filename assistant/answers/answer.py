@@ -407,8 +407,8 @@ class Answerer:
         return tuple(t for t in treatments_in(query, self.treatments.all) if t not in named)
 
     def _designed(
-        self, words: str, query: str, hits: Sequence[Hit], filters: Filters | None
-    ) -> tuple[Filters | None, Sequence[Hit]]:
+        self, words: str, query: str, hits: list[Hit], filters: Filters | None
+    ) -> tuple[Filters | None, list[Hit]]:
         """The filters and hits of ``query`` when ``words`` name a study design (see
         :meth:`evidence_filters`); ``filters`` and ``hits`` unchanged when they name none, or
         when no study of that design matches."""
