@@ -342,6 +342,7 @@ class Answerer:
             return self._abstain(mode, query, notices, cov.intent, no_match=not hits and bool(filters))
 
         subject = self.subject(text, query) if turns else ()
+        message = text if turns and query != text else ""  # the conversation's topic added to it
         votes = self.votes(query)
         gaps = self.gaps(query)
         parts = split_question(query)
@@ -363,13 +364,17 @@ class Answerer:
                 # the design a part names restricts that part ("..., and do the cohort data agree?")
                 filters, part_hits = self._designed(part, part_query, part_hits, original)
             allowed = self.retriever.documents(filters)
-            studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed, subject, votes)
+            studies = self.gatherer.gather(
+                part_query, part_hits, used, mode == "patient", allowed, subject, votes, message
+            )
             if not studies and filters is not original:
                 # no study of the design asked about bears on it: the evidence of every design
                 filters = original
                 part_hits = self.retriever.search(part_query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
                 allowed = self.retriever.documents(filters)
-                studies = self.gatherer.gather(part_query, part_hits, used, mode == "patient", allowed, subject, votes)
+                studies = self.gatherer.gather(
+                    part_query, part_hits, used, mode == "patient", allowed, subject, votes, message
+                )
             if part != anchor and filters is original:  # another part: only studies that bear on the whole
                 # question (a part that names a design has its own: the studies of that design on the topic)
                 studies = [s for s in studies if s.doc_id in topical or s.route in TOPICAL_ROUTES]
@@ -378,7 +383,9 @@ class Answerer:
                 if broader.strip(" ?") and broader != part_query:
                     more = self.retriever.search(broader, k=EVIDENCE_HITS, method="hybrid", filters=filters)
                     animal_gap = any(g.kind == "animal" for g in gaps)
-                    related_studies = self.gatherer.gather(broader, more, used, mode == "patient", allowed, votes=votes)
+                    related_studies = self.gatherer.gather(
+                        broader, more, used, mode == "patient", allowed, votes=votes, message=message
+                    )
                     studies = merge_studies(studies, related_studies, animal_first=animal_gap)
             used |= {f.row for s in studies for f in (*s.findings, *s.plain)}
             if studies:

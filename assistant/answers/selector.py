@@ -10,8 +10,9 @@ together: a small gradient-boosted tree ensemble, trained on the bank of labelle
 gives each eligible candidate the probability that it bears on the question (graded 1 or 2)
 from :data:`FEATURES`: what the rules decided (the route), the votes of similar questions,
 the search (rank, fused score, the similarity of its best result sentence, coverage of the
-question's words), its design and evidence level, and whether its population is the one asked
-about. The answer cites the candidates whose probability reaches :attr:`Selector.threshold`,
+question's words), its design and evidence level, whether its population is the one asked
+about, and, for a follow-up, how close it comes to the message's own words (the question as
+searched carries the previous question's topic, which brings that question's studies). The answer cites the candidates whose probability reaches :attr:`Selector.threshold`,
 most probable first, up to the answer's bound.
 
 No feature names a document or a reference number: what the selector learns is how the
@@ -73,6 +74,10 @@ FEATURES = (
     "kept_by_rules",
     "eligible",
     *(f"design={d}" for d in DESIGNS),
+    "follow_up",
+    "message_similarity",
+    "message_gap",
+    "message_rank",
 )
 """The selector's inputs, in order (a model file names them; another list is refused)."""
 RELEVANT_AT = 0.7
@@ -101,6 +106,10 @@ class Context:
     animals_asked: bool
     words: frozenset[str]
     kept: int
+    message: Mapping[str, float] | None = None
+    """For a message that leans on the conversation ("And for subacute LBP?"), each
+    candidate's closest sentence to the message's own words (the question as searched carries
+    the previous question's topic, and with it that question's studies); None otherwise."""
 
 
 def question_words(text: str) -> frozenset[str]:
@@ -119,6 +128,10 @@ def features(study: Study, ctx: Context, eligible: bool = True) -> list[float]:
     words = question_words(title)
     rows = [f.row for f in (*study.findings, *study.plain)]
     design = str(meta.get("design_group") or "")
+    to_query = max((f.similarity for f in (*study.findings, *study.plain)), default=0.0)
+    message = ctx.message
+    to_message = message.get(study.doc_id, 0.0) if message is not None else to_query
+    closer = sum(v > to_message for v in message.values()) if message is not None else 0
     return [
         *(float(study.route == r) for r in ROUTES),
         votes.needed.get(study.doc_id, 0.0),
@@ -142,6 +155,10 @@ def features(study: Study, ctx: Context, eligible: bool = True) -> list[float]:
         float(ctx.kept),
         float(eligible),
         *(float(design == d) for d in DESIGNS),
+        float(message is not None),
+        to_message,
+        to_message - to_query,
+        math.log1p(closer),
     ]
 
 

@@ -161,6 +161,15 @@ class EvidenceGatherer:
             return np.asarray(self.index.sentence_embeddings[list(rows)])
         return np.vstack([self.encode(self.index.sentences[r]["text"]) for r in rows])
 
+    def _closest_to(self, text: str, studies: Sequence[Study]) -> dict[str, float]:
+        """Each study's closest quotable sentence to ``text`` (expanded as searched): cosine."""
+        q = self.encode(self.expand(text))
+        out = {}
+        for s in studies:
+            rows = [f.row for f in (*s.findings, *s.plain)]
+            out[s.doc_id] = float(np.max(self._vectors(rows) @ q)) if rows else 0.0
+        return out
+
     def _refs(self, doc_id: str, text: str) -> tuple[int, ...]:
         meta = self.doc_meta.get(doc_id, {})
         if meta.get("refs_from_markers"):
@@ -399,6 +408,7 @@ class EvidenceGatherer:
         allowed: Collection[str] | None = None,
         subject: Collection[str] = (),
         votes: Votes | None = None,
+        message: str = "",
     ) -> list[Study]:
         """The studies that bear on ``query``, strongest designs first, each with its findings.
 
@@ -418,6 +428,9 @@ class EvidenceGatherer:
                 brings must have been needed by one of them, and a study the cut or the
                 vocabulary keeps (not the best document) must have been relevant to enough of
                 them.
+            message: the message as typed when ``query`` adds the conversation's topic to it
+                ("And for subacute LBP?"); the selector weighs how close each study comes to
+                the message's own words.
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
@@ -637,7 +650,10 @@ class EvidenceGatherer:
             for s in pool:
                 if s not in kept:
                     s.route = ""
-            context = SelectorContext(votes, patient, asked, animals_asked, question_words(expanded), len(kept))
+            to_message = self._closest_to(message, pool) if message else None
+            context = SelectorContext(
+                votes, patient, asked, animals_asked, question_words(expanded), len(kept), to_message
+            )
             rows = [selector_features(s, context, eligible(s)) for s in pool]
             if self.examples is not None:
                 self.examples.extend((s.doc_id, row) for s, row in zip(pool, rows, strict=True))

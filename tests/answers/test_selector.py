@@ -187,3 +187,23 @@ def test_a_selector_for_other_features_is_set_aside_with_a_warning(
     assert answerer.gatherer.selector is None
     assert "train it again" in caplog.text and "old.selector.json" in caplog.text
     assert answerer.ask("Is yoga effective for chronic back pain?").citations
+
+
+def test_a_follow_up_is_also_judged_on_its_own_words(bot) -> None:  # type: ignore[no-untyped-def]
+    """The question as searched carries the previous question's topic ("And for subacute LBP
+    specifically?" after chronic LBP): the selector also reads how close each candidate comes to
+    the message's own words. A question that stands alone has no such gap."""
+    gatherer = bot.answerer.gatherer
+    first = "Is exercise therapy effective for chronic nonspecific low back pain?"
+    gatherer.examples = []
+    try:
+        bot.ask("And for subacute LBP specifically?", history=[{"role": "user", "content": first}])
+        follow_up = list(gatherer.examples)
+        gatherer.examples = []
+        bot.ask(first)
+        alone = list(gatherer.examples)
+    finally:
+        gatherer.examples = None
+    flag, gap = FEATURES.index("follow_up"), FEATURES.index("message_gap")
+    assert follow_up and all(row[flag] == 1.0 for _, row in follow_up) and any(row[gap] != 0.0 for _, row in follow_up)
+    assert alone and all(row[flag] == 0.0 and row[gap] == 0.0 for _, row in alone)
