@@ -225,10 +225,14 @@ class Answerer:
             lambda doc_id: [(row, self.index.sentences[row]["text"]) for row in self.index.sentence_rows(doc_id)],
         )
 
-    def votes(self, query: str) -> Votes | None:
-        """The precedents' votes for the standalone ``query`` (None without a bank)."""
+    def votes(self, query: str, by_message: bool = False) -> Votes | None:
+        """The precedents' votes for the standalone ``query`` (None without a bank);
+        ``by_message``: for a message's own words, against the bank's questions as written
+        (see :meth:`assistant.answers.precedents.Precedents.votes`)."""
         bank = self.precedents
-        return bank.votes(self.gatherer.encode(self.gatherer.expand(query))) if bank is not None else None
+        if bank is None:
+            return None
+        return bank.votes(self.gatherer.encode(self.gatherer.expand(query)), by_message=by_message)
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         return np.vstack([self.retriever.encoder.encode_query(t) for t in texts])
@@ -343,6 +347,7 @@ class Answerer:
 
         subject = self.subject(text, query) if turns else ()
         message = text if turns and query != text else ""  # the conversation's topic added to it
+        message_votes = self.votes(message, by_message=True) if message else None
         votes = self.votes(query)
         gaps = self.gaps(query)
         parts = split_question(query)
@@ -365,7 +370,7 @@ class Answerer:
                 filters, part_hits = self._designed(part, part_query, part_hits, original)
             allowed = self.retriever.documents(filters)
             studies = self.gatherer.gather(
-                part_query, part_hits, used, mode == "patient", allowed, subject, votes, message
+                part_query, part_hits, used, mode == "patient", allowed, subject, votes, message, message_votes
             )
             if not studies and filters is not original:
                 # no study of the design asked about bears on it: the evidence of every design
@@ -373,7 +378,7 @@ class Answerer:
                 part_hits = self.retriever.search(part_query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
                 allowed = self.retriever.documents(filters)
                 studies = self.gatherer.gather(
-                    part_query, part_hits, used, mode == "patient", allowed, subject, votes, message
+                    part_query, part_hits, used, mode == "patient", allowed, subject, votes, message, message_votes
                 )
             if part != anchor and filters is original:  # another part: only studies that bear on the whole
                 # question (a part that names a design has its own: the studies of that design on the topic)
@@ -384,7 +389,14 @@ class Answerer:
                     more = self.retriever.search(broader, k=EVIDENCE_HITS, method="hybrid", filters=filters)
                     animal_gap = any(g.kind == "animal" for g in gaps)
                     related_studies = self.gatherer.gather(
-                        broader, more, used, mode == "patient", allowed, votes=votes, message=message
+                        broader,
+                        more,
+                        used,
+                        mode == "patient",
+                        allowed,
+                        votes=votes,
+                        message=message,
+                        message_votes=message_votes,
                     )
                     studies = merge_studies(studies, related_studies, animal_first=animal_gap)
             used |= {f.row for s in studies for f in (*s.findings, *s.plain)}

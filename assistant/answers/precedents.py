@@ -97,7 +97,7 @@ comes in more easily and keeps no other out. Dev key-fact recall, clinician / pa
 clinician words: 0.765 / 0.475 / 405 without; 0.783 / 0.586 / 415 at 0.3; 0.789 / 0.601 / 422
 at 0.6; 0.787 / 0.608 / 425 at 1.0. (With the margin counted from the best score with the bonus,
 0.3 gave 0.779 / 0.586 at 380 words: the bonus crowded out the study's other findings.)"""
-CACHE_FORMAT = "vectors+stating/1"
+CACHE_FORMAT = "vectors+stating+messages/2"
 """Changes when what the cache holds, or how a key fact is matched, changes."""
 ESSENTIAL = 2
 """The relevance grade of a study an answer must cite."""
@@ -170,6 +170,8 @@ class Precedents:
         sentences_of: document id -> its sentences as (row, text), to find the sentences that
             state each precedent's key facts (none without it).
         stating: those sentence rows per precedent, already found (from the cache).
+        message_vectors: the normalized vectors of the questions as written, without their
+            history (a follow-up's own words; None: the same as ``vectors``).
     """
 
     def __init__(
@@ -180,11 +182,17 @@ class Precedents:
         neighbours: int = NEIGHBOURS,
         sentences_of: Callable[[str], Sequence[tuple[int, str]]] | None = None,
         stating: Sequence[Sequence[int]] | None = None,
+        message_vectors: np.ndarray | None = None,
     ) -> None:
         if len(precedents) != len(vectors):
             raise ValueError(f"{len(precedents)} precedents but {len(vectors)} vectors")
+        if message_vectors is not None and len(message_vectors) != len(vectors):
+            raise ValueError(f"{len(vectors)} vectors but {len(message_vectors)} message vectors")
         self.precedents = tuple(precedents)
         self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.message_vectors = (
+            self.vectors if message_vectors is None else np.asarray(message_vectors, dtype=np.float32)
+        )
         self.neighbours = neighbours
         self._essential = [tuple(doc_of_ref[n] for n in sorted(p.essential) if n in doc_of_ref) for p in precedents]
         self._relevant = [tuple(doc_of_ref[n] for n in sorted(p.relevant) if n in doc_of_ref) for p in precedents]
@@ -217,15 +225,18 @@ class Precedents:
         finally:
             self._local.group = previous
 
-    def votes(self, vector: np.ndarray) -> Votes:
+    def votes(self, vector: np.ndarray, by_message: bool = False) -> Votes:
         """The votes of the :attr:`neighbours` bank questions most similar to ``vector`` (a
         normalized question vector): each study's similarity-weighted share of them that
-        needed it, and that found it relevant."""
+        needed it, and that found it relevant. ``by_message``: similar by the questions as
+        written rather than as searched (a follow-up's own words, "And for subacute LBP?",
+        against the others' own words)."""
         excluded = getattr(self._local, "group", None)
         pool = np.flatnonzero(self._groups != excluded) if excluded is not None else np.arange(len(self))
         if not len(pool):
             return Votes({}, {}, {}, known=self.known)
-        sims = self.vectors[pool] @ np.asarray(vector, dtype=np.float32)
+        vectors = self.message_vectors if by_message else self.vectors
+        sims = vectors[pool] @ np.asarray(vector, dtype=np.float32)
         order = np.argsort(-sims, kind="stable")[: self.neighbours]
         weights = np.clip(sims[order], 0.0, None) ** SIMILARITY_POWER
         total = float(weights.sum())
@@ -327,15 +338,22 @@ def load_precedents(
     # state their key facts: it depends on the bank, the index and how facts are matched
     digest = hashlib.sha256(f"{key}\0{CACHE_FORMAT}\0".encode() + path.read_bytes()).hexdigest()[:24]
     cached = cache / f"precedents-{digest}.npz" if cache is not None else None
-    questions, vectors, stating = _read_cache(cached, len(rows))
-    fresh = questions is None or vectors is None
-    if questions is None or vectors is None:
+    questions, vectors, stating, messages = _read_cache(cached, len(rows))
+    fresh = questions is None or vectors is None or messages is None
+    if questions is None or vectors is None or messages is None:
         questions = [standalone(row.text, row.history) for row in rows]
         vectors = np.asarray(encode(questions), dtype=np.float32)
+        # a follow-up's own words (a question that stands alone is its own message)
+        follow_ups = [i for i, row in enumerate(rows) if row.history]
+        messages = vectors.copy()
+        if follow_ups:
+            messages[follow_ups] = np.asarray(encode([standalone(rows[i].text, ()) for i in follow_ups]))
     precedents = [
         Precedent(q, row.essential, row.relevant, row.group, row.facts) for q, row in zip(questions, rows, strict=True)
     ]
-    bank = Precedents(precedents, vectors, doc_of_ref, sentences_of=sentences_of, stating=stating)
+    bank = Precedents(
+        precedents, vectors, doc_of_ref, sentences_of=sentences_of, stating=stating, message_vectors=messages
+    )
     if cached is not None and (fresh or stating is None):
         # the sentences that state the key facts are cached too: finding them costs about 0.15 s
         rows_of = bank._stating
@@ -343,6 +361,7 @@ def load_precedents(
         np.savez(
             buffer,
             vectors=vectors,
+            message_vectors=messages,
             questions=np.array(questions, dtype=str),
             stating=np.array([r for rs in rows_of for r in rs], dtype=np.int64),
             stating_counts=np.array([len(rs) for rs in rows_of], dtype=np.int64),
@@ -367,23 +386,25 @@ def _stating(
 
 def _read_cache(
     path: Path | None, rows: int
-) -> tuple[list[str] | None, np.ndarray | None, list[tuple[int, ...]] | None]:
-    """(questions, vectors, stating rows) of a cache file with ``rows`` rows; None for what it
-    lacks (an older cache has no stating rows), all None when it is missing, damaged or of
-    another size."""
+) -> tuple[list[str] | None, np.ndarray | None, list[tuple[int, ...]] | None, np.ndarray | None]:
+    """(questions, vectors, stating rows, message vectors) of a cache file with ``rows`` rows;
+    None for what it lacks, all None when it is missing, damaged or of another size."""
     if path is None or not path.is_file():
-        return None, None, None
+        return None, None, None, None
     try:
         with np.load(path, allow_pickle=False) as data:
             vectors, questions = np.asarray(data["vectors"], dtype=np.float32), [str(q) for q in data["questions"]]
+            messages = np.asarray(data["message_vectors"], dtype=np.float32) if "message_vectors" in data else None
             flat = np.asarray(data["stating"], dtype=np.int64) if "stating" in data else None
             counts = np.asarray(data["stating_counts"], dtype=np.int64) if "stating_counts" in data else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None, None, None  # damaged: encode again
+        return None, None, None, None  # damaged: encode again
     if len(vectors) != rows or len(questions) != rows or vectors.ndim != 2:
-        return None, None, None
+        return None, None, None, None
+    if messages is not None and messages.shape != vectors.shape:
+        messages = None
     stating = None
     if flat is not None and counts is not None and len(counts) == rows and int(counts.sum()) == len(flat):
         ends = np.cumsum(counts)
         stating = [tuple(int(r) for r in flat[e - c : e]) for c, e in zip(counts, ends, strict=True)]
-    return questions, vectors, stating
+    return questions, vectors, stating, messages

@@ -78,6 +78,8 @@ FEATURES = (
     "message_similarity",
     "message_gap",
     "message_rank",
+    "message_needed_vote",
+    "message_relevant_vote",
 )
 """The selector's inputs, in order (a model file names them; another list is refused)."""
 RELEVANT_AT = 0.7
@@ -110,6 +112,9 @@ class Context:
     """For a message that leans on the conversation ("And for subacute LBP?"), each
     candidate's closest sentence to the message's own words (the question as searched carries
     the previous question's topic, and with it that question's studies); None otherwise."""
+    message_votes: Votes | None = None
+    """The votes of the bank's questions whose own words are like the message's (None: as
+    :attr:`votes`)."""
 
 
 def question_words(text: str) -> frozenset[str]:
@@ -132,6 +137,7 @@ def features(study: Study, ctx: Context, eligible: bool = True) -> list[float]:
     message = ctx.message
     to_message = message.get(study.doc_id, 0.0) if message is not None else to_query
     closer = sum(v > to_message for v in message.values()) if message is not None else 0
+    by_message = ctx.message_votes if ctx.message_votes is not None else votes
     return [
         *(float(study.route == r) for r in ROUTES),
         votes.needed.get(study.doc_id, 0.0),
@@ -159,6 +165,8 @@ def features(study: Study, ctx: Context, eligible: bool = True) -> list[float]:
         to_message,
         to_message - to_query,
         math.log1p(closer),
+        by_message.needed.get(study.doc_id, 0.0),
+        by_message.relevant.get(study.doc_id, 0.0),
     ]
 
 

@@ -409,6 +409,7 @@ class EvidenceGatherer:
         subject: Collection[str] = (),
         votes: Votes | None = None,
         message: str = "",
+        message_votes: Votes | None = None,
     ) -> list[Study]:
         """The studies that bear on ``query``, strongest designs first, each with its findings.
 
@@ -430,7 +431,8 @@ class EvidenceGatherer:
                 them.
             message: the message as typed when ``query`` adds the conversation's topic to it
                 ("And for subacute LBP?"); the selector weighs how close each study comes to
-                the message's own words.
+                the message's own words, and the votes of the bank's questions whose own words
+                are like it (``message_votes``).
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
@@ -652,7 +654,7 @@ class EvidenceGatherer:
                     s.route = ""
             to_message = self._closest_to(message, pool) if message else None
             context = SelectorContext(
-                votes, patient, asked, animals_asked, question_words(expanded), len(kept), to_message
+                votes, patient, asked, animals_asked, question_words(expanded), len(kept), to_message, message_votes
             )
             rows = [selector_features(s, context, eligible(s)) for s in pool]
             if self.examples is not None:

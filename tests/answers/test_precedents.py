@@ -186,9 +186,9 @@ def test_the_evaluation_leaves_each_dev_batch_out_of_the_bank(bot, tmp_path: Pat
     seen: list[str | None] = []
     votes = bank.votes
 
-    def spy(vector):  # type: ignore[no-untyped-def]
+    def spy(vector, by_message=False):  # type: ignore[no-untyped-def]
         seen.append(getattr(bank._local, "group", None))
-        return votes(vector)
+        return votes(vector, by_message)
 
     bank.votes = spy
     try:
@@ -310,3 +310,36 @@ def test_the_sentences_stating_key_facts_are_cached_with_the_vectors(tmp_path: P
     assert read == ["ref-1"]
     assert load().votes(_unit(1, 0)).sentences == {7: pytest.approx(1.0)}  # type: ignore[union-attr]
     assert read == ["ref-1"]  # from the cache
+
+
+def test_a_follow_up_s_own_words_find_the_questions_written_like_it(tmp_path: Path) -> None:
+    """Votes by message compare a follow-up's own words ("And for subacute LBP?") with the
+    bank's questions as written: a follow-up of the bank is found by its own words, not by the
+    topic its history adds; the message vectors are cached with the others."""
+    rows = [
+        {"split": "dev", "batch": "A", "text": "chronic", "relevance": {"1": 2}},
+        {"split": "dev", "batch": "B", "text": "subacute", "history": ["chronic"], "relevance": {"2": 2}},
+    ]
+    path = _write(tmp_path / "broad.jsonl", rows)
+    axis = {"chronic": _unit(1, 0), "subacute": _unit(0, 1)}
+    encoded: list[str] = []
+
+    def encode(texts):  # type: ignore[no-untyped-def]
+        encoded.extend(texts)
+        return np.vstack([axis[t.split()[0]] for t in texts])  # as searched, a follow-up reads like its topic
+
+    def standalone(text, history):  # type: ignore[no-untyped-def]
+        return " ".join([*history, text])
+
+    def load():  # type: ignore[no-untyped-def]
+        return load_precedents(path, standalone, encode, {1: "ref-1", 2: "ref-2"}, tmp_path / "cache", "i")
+
+    bank = load()
+    assert bank is not None
+    assert set(bank.votes(_unit(1, 0)).needed) == {"ref-1", "ref-2"}  # as searched, both read "chronic"
+    assert bank.votes(_unit(0, 1), by_message=True).needed["ref-2"] == pytest.approx(1.0)
+    assert bank.votes(_unit(0, 1), by_message=True).needed.get("ref-1", 0.0) == 0.0
+    assert encoded == ["chronic", "chronic subacute", "subacute"]
+    cached = load()
+    assert cached is not None and encoded == ["chronic", "chronic subacute", "subacute"]  # read from the cache
+    assert cached.votes(_unit(0, 1), by_message=True).needed["ref-2"] == pytest.approx(1.0)
