@@ -371,10 +371,24 @@ def _rewrite(
     message: str, previous: str, encode: Encode, needs_context: NeedsContext | None, min_similarity: float
 ) -> str:
     if not previous or is_follow_up(message) or needs_context is None:
-        return rewrite_follow_up(message, previous, encode, min_similarity)
+        return own_phase(message, rewrite_follow_up(message, previous, encode, min_similarity))
     if needs_context(message):
-        return with_topic(message.rstrip("?.! "), previous, message)
+        return own_phase(message, with_topic(message.rstrip("?.! "), previous, message))
     return message
+
+
+def own_phase(message: str, query: str) -> str:
+    """``query`` (``message`` rewritten with the previous question's topic) without the words
+    of an LBP phase that every phase ``message`` names excludes: "And for chronic LBP?" after a
+    question on acute LBP asks about chronic LBP only, and "And for primary prevention?" after
+    one on chronic pain asks about people without it (:func:`~assistant.answers.questions.asked_phases`)."""
+    from assistant.answers.questions import asked_phases, phase_conflicts
+
+    own = asked_phases(message)
+    if not own or query == message:
+        return query
+    kept = [w for w in query.split() if not (named := asked_phases(w)) or not phase_conflicts(own, named)]
+    return " ".join(kept)
 
 
 def with_topic(text: str, previous: str, message: str) -> str:

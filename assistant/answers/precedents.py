@@ -97,8 +97,10 @@ comes in more easily and keeps no other out. Dev key-fact recall, clinician / pa
 clinician words: 0.765 / 0.475 / 405 without; 0.783 / 0.586 / 415 at 0.3; 0.789 / 0.601 / 422
 at 0.6; 0.787 / 0.608 / 425 at 1.0. (With the margin counted from the best score with the bonus,
 0.3 gave 0.779 / 0.586 at 380 words: the bonus crowded out the study's other findings.)"""
-CACHE_FORMAT = "vectors+stating+messages/2"
-"""Changes when what the cache holds, or how a key fact is matched, changes."""
+CACHE_FORMAT = "vectors+stating+messages/3"
+"""Changes when what the cache holds, how a key fact is matched, or how a follow-up is
+rewritten into the question as searched (:func:`assistant.answers.conversation.standalone_query`)
+changes."""
 ESSENTIAL = 2
 """The relevance grade of a study an answer must cite."""
 RELEVANT = 1

@@ -89,3 +89,22 @@ def test_a_message_without_a_topic_of_its_own_takes_the_previous_one(bot) -> Non
     assert standalone_query(new_topic, history, answerer._encode, answerer._needs_context) == new_topic
     answer = bot.ask(follow_up, history=[{"role": "user", "content": history[0].content}])
     assert answer.citations and all(c.n in range(5, 18) for c in answer.citations)  # the animal studies
+
+
+def test_a_follow_up_naming_its_own_phase_drops_the_previous_one(encode) -> None:  # type: ignore[no-untyped-def]
+    """ "And in chronic LBP, does McKenzie beat strengthening?" after a question on acute LBP
+    asks about chronic LBP only: the previous question's "acute" leaves the question as
+    searched (it brought the acute trials in); a phase both allow stays."""
+    from assistant.answers.conversation import own_phase
+
+    history = [Turn("user", "What's the evidence for the McKenzie method in acute nonspecific LBP?")]
+    message = "And in chronic or persistent LBP, does McKenzie beat strengthening?"
+    query = standalone_query(message, history, encode)
+    assert "chronic" in query and "acute" not in query.lower().split()
+    assert own_phase("And for recurrent LBP?", "And for recurrent LBP? chronic exercise") == (
+        "And for recurrent LBP? chronic exercise"  # recurrent excludes acute only
+    )
+    assert own_phase("And for primary prevention?", "And for primary prevention? chronic exercise") == (
+        "And for primary prevention? exercise"
+    )
+    assert own_phase("Is it safe?", "Is it safe? acute exercise") == "Is it safe? acute exercise"  # names none
