@@ -65,7 +65,7 @@ from assistant.answers.questions import (
 from assistant.answers.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats
 from assistant.answers.selector import Selector, load_selector
 from assistant.answers.studies import Study
-from assistant.answers.synthesis import EvidenceGatherer, merge_studies
+from assistant.answers.synthesis import EvidenceGatherer, FollowUp, merge_studies
 from assistant.config import Settings
 from assistant.documents.chunking import split_sentences
 from assistant.errors import FormatError
@@ -116,6 +116,11 @@ TOPICAL_DOCS = 5
 """A later part of a question keeps the studies among the best documents of the whole question
 (calibrated on the dev split of the broad questions), and those of :data:`TOPICAL_ROUTES`."""
 TOPICAL_ROUTES = ("treatment", "named")
+FOLLOW_UP_DOCS = 5
+"""A follow-up's own best documents (by a search on its words alone) that join the candidates:
+the question as searched carries the previous question's topic, whose words outnumber its own
+("what do the animal studies suggest about mechanisms then?" after a question on strength
+gains in chronic LBP found no animal study)."""
 """Routes by which a study of a later part may come in without being among the best documents
 of the whole question: it is about a treatment the part names, or the part names it by its first
 author ("what did Steffens et al. 2014 find?"). (An outcome alone is not enough:
@@ -346,8 +351,7 @@ class Answerer:
             return self._abstain(mode, query, notices, cov.intent, no_match=not hits and bool(filters))
 
         subject = self.subject(text, query) if turns else ()
-        message = text if turns and query != text else ""  # the conversation's topic added to it
-        message_votes = self.votes(message, by_message=True) if message else None
+        follow_up = self.follow_up(text, filters) if turns and query != text else None
         votes = self.votes(query)
         gaps = self.gaps(query)
         parts = split_question(query)
@@ -370,7 +374,7 @@ class Answerer:
                 filters, part_hits = self._designed(part, part_query, part_hits, original)
             allowed = self.retriever.documents(filters)
             studies = self.gatherer.gather(
-                part_query, part_hits, used, mode == "patient", allowed, subject, votes, message, message_votes
+                part_query, part_hits, used, mode == "patient", allowed, subject, votes, follow_up
             )
             if not studies and filters is not original:
                 # no study of the design asked about bears on it: the evidence of every design
@@ -378,7 +382,7 @@ class Answerer:
                 part_hits = self.retriever.search(part_query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
                 allowed = self.retriever.documents(filters)
                 studies = self.gatherer.gather(
-                    part_query, part_hits, used, mode == "patient", allowed, subject, votes, message, message_votes
+                    part_query, part_hits, used, mode == "patient", allowed, subject, votes, follow_up
                 )
             if part != anchor and filters is original:  # another part: only studies that bear on the whole
                 # question (a part that names a design has its own: the studies of that design on the topic)
@@ -395,8 +399,7 @@ class Answerer:
                         mode == "patient",
                         allowed,
                         votes=votes,
-                        message=message,
-                        message_votes=message_votes,
+                        follow_up=follow_up,
                     )
                     studies = merge_studies(studies, related_studies, animal_first=animal_gap)
             used |= {f.row for s in studies for f in (*s.findings, *s.plain)}
@@ -411,6 +414,14 @@ class Answerer:
         if mode == "patient":
             return self._answer(query, self.patient.compose(query, gathered, gaps), mode, notices)
         return self._answer(query, self.clinician.compose(gathered, gaps), mode, notices)
+
+    def follow_up(self, message: str, filters: Filters | None) -> FollowUp:
+        """A message's own words when the question as searched adds the conversation's topic (see
+        :class:`~assistant.answers.synthesis.FollowUp`): its best documents by its own search,
+        and the votes of the bank's questions written like it."""
+        hits = self.retriever.search(message, k=EVIDENCE_HITS, method="hybrid", filters=filters)
+        best = top_k(aggregate_max((h.doc_id, h.score) for h in hits), FOLLOW_UP_DOCS)
+        return FollowUp(message, self.votes(message, by_message=True), tuple(d for d, _ in best))
 
     def subject(self, message: str, query: str) -> tuple[str, ...]:
         """The treatments a follow-up compares others with: "How does it compare with

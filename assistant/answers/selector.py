@@ -80,6 +80,8 @@ FEATURES = (
     "message_rank",
     "message_needed_vote",
     "message_relevant_vote",
+    "message_closest_precedent",
+    "message_words",
 )
 """The selector's inputs, in order (a model file names them; another list is refused)."""
 RELEVANT_AT = 0.85
@@ -118,6 +120,8 @@ class Context:
     message_votes: Votes | None = None
     """The votes of the bank's questions whose own words are like the message's (None: as
     :attr:`votes`)."""
+    message_words: int = 0
+    """How many content words the message has ("long term?" says little on its own)."""
 
 
 def question_words(text: str) -> frozenset[str]:
@@ -170,6 +174,8 @@ def features(study: Study, ctx: Context, eligible: bool = True) -> list[float]:
         math.log1p(closer),
         by_message.needed.get(study.doc_id, 0.0),
         by_message.relevant.get(study.doc_id, 0.0),
+        by_message.closest,
+        float(ctx.message_words),
     ]
 
 

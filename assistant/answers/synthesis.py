@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from assistant.answers.catalog import QUOTABLE_SECTIONS_EXCLUDED, Catalog
+from assistant.answers.conversation import content_words
 from assistant.answers.evidence import sentence_phases
 from assistant.answers.precedents import (
     CLOSE_PRECEDENT,
@@ -113,6 +115,24 @@ DANGLING_PENALTY = 0.10
 SPECIFIC_PHASES = ("acute", "subacute", "chronic", "recurrent", "prevention")
 FIGURE = re.compile(r"\d")
 PATIENT_DOSE = re.compile(r"\b\d+\s?(mg|mcg|milligrams?)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A follow-up's own words, when the question as searched adds the conversation's topic to
+    them ("And for subacute LBP?" -> "... subacute ... exercise chronic ..."): that topic
+    brings the previous question's studies, and outnumbers the message's words in the search.
+
+    Attributes:
+        message: the message as typed.
+        votes: the votes of the bank's questions whose own words are like the message's
+            (:meth:`assistant.answers.precedents.Precedents.votes` ``by_message``).
+        documents: the best documents of a search on the message alone: candidates too.
+    """
+
+    message: str
+    votes: Votes | None = None
+    documents: tuple[str, ...] = ()
 
 
 class EvidenceGatherer:
@@ -287,12 +307,18 @@ class EvidenceGatherer:
         return treatments_in(outcome_words(self.expand(question)), self.outcomes), False
 
     def candidates(
-        self, query: str, hits: Sequence[Hit], allowed: Collection[str] | None = None, votes: Votes | None = None
+        self,
+        query: str,
+        hits: Sequence[Hit],
+        allowed: Collection[str] | None = None,
+        votes: Votes | None = None,
+        more: Sequence[str] = (),
     ) -> list[Study]:
         """The candidate studies with their scored findings (no cut yet); see the module docstring.
         ``allowed``: the documents the search was restricted to (filters, a design asked
         about); the studies about a treatment or outcome join only from these. ``votes``: the
-        precedents' votes (their sentence votes rank each study's sentences)."""
+        precedents' votes (their sentence votes rank each study's sentences). ``more``: other
+        candidate documents (a follow-up's own best: :class:`FollowUp`)."""
         expanded = self.expand(query)
         facets, _ = self.facets(query)
         aspects, named = self.aspects(query)
@@ -304,6 +330,7 @@ class EvidenceGatherer:
         relative = {d: s / best for d, s in scores}
         docs = [d for d, _ in scores[:CANDIDATE_DOCS]]
         docs.extend(d for d in studies_named(query, self.catalog.authors()) if d not in docs)
+        docs.extend(d for d in more if d not in docs)
         about = self.catalog.about()
         for facet in facets:
             docs.extend(d for d, labels in about.items() if facet in labels and d not in docs)
@@ -408,8 +435,7 @@ class EvidenceGatherer:
         allowed: Collection[str] | None = None,
         subject: Collection[str] = (),
         votes: Votes | None = None,
-        message: str = "",
-        message_votes: Votes | None = None,
+        follow_up: FollowUp | None = None,
     ) -> list[Study]:
         """The studies that bear on ``query``, strongest designs first, each with its findings.
 
@@ -429,10 +455,10 @@ class EvidenceGatherer:
                 brings must have been needed by one of them, and a study the cut or the
                 vocabulary keeps (not the best document) must have been relevant to enough of
                 them.
-            message: the message as typed when ``query`` adds the conversation's topic to it
-                ("And for subacute LBP?"); the selector weighs how close each study comes to
-                the message's own words, and the votes of the bank's questions whose own words
-                are like it (``message_votes``).
+            follow_up: the message's own words when ``query`` adds the conversation's topic
+                to them: the best documents of its own search are candidates too, and the
+                selector weighs how close each study comes to the message and the votes of the
+                bank's questions written like it.
         """
         expanded = self.expand(query)
         facets, strict = self.facets(query)
@@ -469,7 +495,7 @@ class EvidenceGatherer:
         animals_asked = about_animals(expanded)
         candidates = [
             s
-            for s in self.candidates(query, hits, allowed, votes)
+            for s in self.candidates(query, hits, allowed, votes, follow_up.documents if follow_up else ())
             if not population_conflicts(asked, s.meta) and (s.findings or s.plain)
         ]
         most_coverage = max((s.coverage for s in candidates), default=0.0)
@@ -652,9 +678,16 @@ class EvidenceGatherer:
             for s in pool:
                 if s not in kept:
                     s.route = ""
-            to_message = self._closest_to(message, pool) if message else None
             context = SelectorContext(
-                votes, patient, asked, animals_asked, question_words(expanded), len(kept), to_message, message_votes
+                votes,
+                patient,
+                asked,
+                animals_asked,
+                question_words(expanded),
+                len(kept),
+                self._closest_to(follow_up.message, pool) if follow_up else None,
+                follow_up.votes if follow_up else None,
+                len(content_words(follow_up.message)) if follow_up else 0,
             )
             rows = [selector_features(s, context, eligible(s)) for s in pool]
             if self.examples is not None:

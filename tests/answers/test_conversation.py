@@ -108,3 +108,19 @@ def test_a_follow_up_naming_its_own_phase_drops_the_previous_one(encode) -> None
         "And for primary prevention? exercise"
     )
     assert own_phase("Is it safe?", "Is it safe? acute exercise") == "Is it safe? acute exercise"  # names none
+
+
+def test_a_follow_up_s_own_words_bring_their_own_candidates(bot) -> None:  # type: ignore[no-untyped-def]
+    """ "And what do the rat studies point to instead?" after a question on strength gains in
+    chronic back pain: the question as searched carries the previous topic, whose words
+    outnumber the message's, and found no animal study; the best documents of a search on the
+    message alone join the candidates, and the answer cites animal studies."""
+    history = [
+        {
+            "role": "user",
+            "content": "Is the benefit of exercise in chronic back pain due to stronger muscles and better mobility?",
+        }
+    ]
+    answer = bot.ask("And what do the rat studies point to instead?", history=history)
+    designs = {bot.answerer._meta(f"ref-{c.n}").get("design_group") for c in answer.citations}
+    assert "animal" in designs
