@@ -62,7 +62,7 @@ from assistant.answers.questions import (
     split_question,
     treatments_in,
 )
-from assistant.answers.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats
+from assistant.answers.scope import THRESHOLDS, Coverage, assess_coverage, collapse_repeats, detect_intent
 from assistant.answers.selector import Selector, load_selector
 from assistant.answers.studies import Study
 from assistant.answers.synthesis import EvidenceGatherer, FollowUp, merge_studies
@@ -259,8 +259,10 @@ class Answerer:
         top = self.retriever.dense_scores(message, 1)
         return not top or top[0][1] < self._thresholds.follow_up
 
-    def coverage(self, query: str, hits: Sequence[Hit]) -> Coverage:
-        """Decide from retrieval evidence whether the corpus covers ``query`` (see :mod:`assistant.answers.scope`)."""
+    def coverage(self, query: str, hits: Sequence[Hit], asked: str | None = None) -> Coverage:
+        """Decide from retrieval evidence whether the corpus covers ``query`` (see
+        :mod:`assistant.answers.scope`); ``asked``: the words out-of-scope intents are judged
+        on, when not ``query``."""
         # Judged on the question (own words or expanded, by model kind; no feedback), over the whole index.
         # A long question that tells a story before it asks is also judged sentence by sentence.
         dense_top = 0.0
@@ -276,7 +278,7 @@ class Answerer:
         bm25_ranked = sorted((h for h in hits if h.components.get("bm25")), key=lambda h: -h.components["bm25"])
         agreement = dense_best in {h.doc_id for h in bm25_ranked[:3]}
         tokens = bm25_tokenize([spelled_out(query, self.retriever.abbreviations)], return_ids=False)[0]
-        return assess_coverage(query, dense_top, bm25_top, agreement, tokens, self._vocab, self._thresholds)
+        return assess_coverage(query, dense_top, bm25_top, agreement, tokens, self._vocab, self._thresholds, asked)
 
     def gaps(self, question: str) -> list[Gap]:
         """What ``question`` names that the indexed evidence does not cover (see
@@ -346,7 +348,12 @@ class Answerer:
         query = standalone_query(text, turns, self._encode, self._needs_context, self._thresholds.substitution)
         hits = self.retriever.search(query, k=EVIDENCE_HITS, method="hybrid", filters=filters)
         original = filters
-        cov = self.coverage(query, hits)
+        # A follow-up is out of scope for what it asks itself, not for words of an earlier question
+        # that was in scope ("... from the surgery?" then "And how often?"); after an out-of-scope
+        # question ("Should I get an epidural?" then "Is it safe?") the question as searched decides.
+        last = next((t.content for t in reversed(turns) if t.role == "user"), "")
+        asked = text if query != text and detect_intent(last) is None else None
+        cov = self.coverage(query, hits, asked)
         if not cov.in_scope or not hits:
             return self._abstain(mode, query, notices, cov.intent, no_match=not hits and bool(filters))
 

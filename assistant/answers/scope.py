@@ -214,6 +214,7 @@ def assess_coverage(
     tokens: Sequence[str],
     vocabulary: Collection[str],
     thresholds: Thresholds = THRESHOLDS[False],
+    asked: str | None = None,
 ) -> Coverage:
     """Decide coverage from retrieval features.
 
@@ -225,11 +226,14 @@ def assess_coverage(
         tokens: the question's BM25 tokens (stemmed, stop words removed).
         vocabulary: the BM25 vocabulary of the corpus.
         thresholds: the cut-offs of the index's kind of model.
+        asked: the words out-of-scope intents are judged on (default: ``question``; a
+            follow-up's own message when the conversation it continues was in scope, see
+            :meth:`assistant.answers.answer.Answerer.ask`).
     """
     unknown = tuple(t for t in tokens if t not in vocabulary and not t.isdigit() and t not in _STOPWORDS)
     share = len(unknown) / len(tokens) if tokens else 1.0
     features = (dense_top, bm25_top, agreement, unknown, share)
-    intent = detect_intent(question)
+    intent = detect_intent(question if asked is None else asked)
     if intent is not None:
         return Coverage(False, f"intent:{intent}", *features, intent=intent)
     if not tokens and dense_top < thresholds.with_unknown_terms:

@@ -124,3 +124,16 @@ def test_a_follow_up_s_own_words_bring_their_own_candidates(bot) -> None:  # typ
     answer = bot.ask("And what do the rat studies point to instead?", history=history)
     designs = {bot.answerer._meta(f"ref-{c.n}").get("design_group") for c in answer.citations}
     assert "animal" in designs
+
+
+def test_a_follow_up_is_out_of_scope_for_what_it_asks_itself(bot) -> None:  # type: ignore[no-untyped-def]
+    """The words an in-scope question leaves in the question as searched ("... from the
+    surgery", the GP's practice) do not make its follow-up out of scope; after an out-of-scope
+    question, the follow-up stays out of it, and a follow-up asking about a medicine is out."""
+    first = "Can I prescribe a home exercise programme from the surgery, or must exercise be supervised to work?"
+    history = [{"role": "user", "content": first}]
+    assert not bot.ask("And how often should they do it?", history=history).abstained
+    epidural = [{"role": "user", "content": "Should I get an epidural steroid injection for my sciatica?"}]
+    assert bot.ask("Is it safe?", history=epidural).abstained
+    walking = [{"role": "user", "content": "Is walking good for chronic back pain?"}]
+    assert bot.ask("And how much ibuprofen should I take?", history=walking).abstained
