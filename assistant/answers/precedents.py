@@ -31,7 +31,12 @@ that no question votes for itself or for questions written beside it; the test s
 in the bank. The bank's relevance refers to reference numbers of the embedded corpus, so it
 applies by default only to an index of that corpus (:attr:`assistant.config.Settings.precedents`).
 
-Bank vectors (the standalone question, history resolved, expanded as searched) are cached in
+A follow-up's own words (without the previous question's topic that the question as searched
+carries) also get votes, from the bank questions as written (:meth:`Precedents.votes`
+``by_message``): the selector (:mod:`assistant.answers.selector`) reads both.
+
+Bank vectors (the standalone question, history resolved, expanded as searched, and the
+question as written) are cached in
 the user cache folder, keyed by the bank file's bytes and the index, so that only the first
 process after a change of either pays for resolving and encoding the questions.
 """

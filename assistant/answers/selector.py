@@ -11,8 +11,9 @@ gives each eligible candidate the probability that it bears on the question (gra
 from :data:`FEATURES`: what the rules decided (the route), the votes of similar questions,
 the search (rank, fused score, the similarity of its best result sentence, coverage of the
 question's words), its design and evidence level, whether its population is the one asked
-about, and, for a follow-up, how close it comes to the message's own words (the question as
-searched carries the previous question's topic, which brings that question's studies). The answer cites the candidates whose probability reaches :attr:`Selector.threshold`,
+about, and, for a follow-up, how close it comes to the message's own words and the votes of
+the bank questions written like the message (the question as searched carries the previous
+question's topic, which brings that question's studies). The answer cites the candidates whose probability reaches :attr:`Selector.threshold`,
 most probable first, up to the answer's bound.
 
 No feature names a document or a reference number: what the selector learns is how the
