@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.answers.questions import asked_phases, phase_conflicts
 from assistant.types import Turn
 
 MAX_HISTORY_TURNS = 50
@@ -382,8 +383,6 @@ def own_phase(message: str, query: str) -> str:
     of an LBP phase that every phase ``message`` names excludes: "And for chronic LBP?" after a
     question on acute LBP asks about chronic LBP only, and "And for primary prevention?" after
     one on chronic pain asks about people without it (:func:`~assistant.answers.questions.asked_phases`)."""
-    from assistant.answers.questions import asked_phases, phase_conflicts
-
     own = asked_phases(message)
     if not own or query == message:
         return query
