@@ -116,16 +116,16 @@ TOPICAL_DOCS = 5
 """A later part of a question keeps the studies among the best documents of the whole question
 (calibrated on the dev split of the broad questions), and those of :data:`TOPICAL_ROUTES`."""
 TOPICAL_ROUTES = ("treatment", "named")
-FOLLOW_UP_DOCS = 5
-"""A follow-up's own best documents (by a search on its words alone) that join the candidates:
-the question as searched carries the previous question's topic, whose words outnumber its own
-("what do the animal studies suggest about mechanisms then?" after a question on strength
-gains in chronic LBP found no animal study)."""
 """Routes by which a study of a later part may come in without being among the best documents
 of the whole question: it is about a treatment the part names, or the part names it by its first
 author ("what did Steffens et al. 2014 find?"). (An outcome alone is not enough:
 "how long does the protective effect last?" after a question on recurrences is not asking
 about every study that followed people up.)"""
+FOLLOW_UP_DOCS = 5
+"""A follow-up's own best documents (by a search on its words alone) that join the candidates:
+the question as searched carries the previous question's topic, whose words outnumber its own
+("what do the animal studies suggest about mechanisms then?" after a question on strength
+gains in chronic LBP found no animal study)."""
 
 
 class Answerer:
