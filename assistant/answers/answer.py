@@ -426,7 +426,8 @@ class Answerer:
         """A message's own words when the question as searched adds the conversation's topic (see
         :class:`~assistant.answers.synthesis.FollowUp`): its best documents by its own search,
         and the votes of the bank's questions written like it."""
-        best = self.retriever.search_documents(message, k=FOLLOW_UP_DOCS, filters=filters)
+        hits = self.retriever.search(message, k=EVIDENCE_HITS, method="hybrid", filters=filters)
+        best = top_k(aggregate_max((h.doc_id, h.score) for h in hits), FOLLOW_UP_DOCS)
         return FollowUp(message, self.votes(message, by_message=True), tuple(d for d, _ in best))
 
     def subject(self, message: str, query: str) -> tuple[str, ...]:
